@@ -1,0 +1,162 @@
+"""Frozen dataclasses for jobs and training, loaded from TOML and validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEFAULT_WEIGHTS = PACKAGE_DIR / "weights" / "generator.pt"
+
+ENCODERS = {
+    # name: (codec, default container suffix, pixel format for 8-bit sources)
+    "h264": ("libx264", ".mp4", "yuv420p"),
+    "h265": ("libx265", ".mp4", "yuv420p"),
+    "ffv1": ("ffv1", ".mkv", None),  # lossless: keeps the source's pixel format
+    "prores": ("prores_ks", ".mov", "yuv422p10le"),
+}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything that decides the output of a colorize job (see configs/default.toml)."""
+
+    weights: str = ""  # empty: the shipped model in vidcolor/weights/generator.pt
+    working_size: int = 256  # short side of the model input, px
+    batch_size: int = 8
+    saturation: float = 1.0  # gain on predicted chroma (1 = as the model predicts)
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    device: str = "auto"  # auto | cpu | cuda
+    smoothing: bool = True
+    smoothing_strength: float = 0.8  # weight of the motion-compensated past, 0..<1
+    scene_cut_threshold: float = 0.25  # mean abs luma change (0..1) that marks a cut
+    encoder: str = "h264"
+    crf: int = 18
+    preset: str = "medium"
+    chunk_seconds: float = 30.0
+    warmup_frames: int = 8
+    video_stream: int = 0  # which video stream to colorize (index among video streams)
+    allow_colour_input: bool = False
+
+    def validate(self) -> JobConfig:
+        if self.encoder not in ENCODERS:
+            raise ConfigError(f"unknown encoder {self.encoder!r}; choose one of {', '.join(ENCODERS)}")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be within 0..51, got {self.crf}")
+        if not 32 <= self.working_size <= 4096:
+            raise ConfigError(f"working_size must be within 32..4096, got {self.working_size}")
+        if not 1 <= self.batch_size <= 1024:
+            raise ConfigError(f"batch_size must be within 1..1024, got {self.batch_size}")
+        if not 0.0 <= self.smoothing_strength < 1.0:
+            raise ConfigError(f"smoothing_strength must be within [0, 1), got {self.smoothing_strength}")
+        if not 0.0 <= self.saturation <= 4.0:
+            raise ConfigError(f"saturation must be within 0..4, got {self.saturation}")
+        if not 0.0 < self.scene_cut_threshold <= 1.0:
+            raise ConfigError(f"scene_cut_threshold must be within (0, 1], got {self.scene_cut_threshold}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.chunk_seconds <= 0:
+            raise ConfigError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
+        if not 0 <= self.warmup_frames <= 1000:
+            raise ConfigError(f"warmup_frames must be within 0..1000, got {self.warmup_frames}")
+        if self.video_stream < 0:
+            raise ConfigError(f"video_stream must be >= 0, got {self.video_stream}")
+        return self
+
+    @property
+    def weights_path(self) -> Path:
+        return Path(self.weights) if self.weights else DEFAULT_WEIGHTS
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A pix2pix training recipe (see configs/train_*.toml)."""
+
+    data: list[str] = field(default_factory=lambda: ["../shared/data/train"])
+    out_dir: str = "runs/default"
+    cache_dir: str = ".cache"
+    photo_side: int = 144
+    crop: int = 128
+    batch_size: int = 16
+    steps: int = 20000
+    nogan_steps: int = 4000  # generator pretrained on L1 alone before the GAN joins
+    lr: float = 2e-4
+    beta1: float = 0.5
+    lambda_l1: float = 100.0
+    lambda_gan: float = 1.0
+    ngf: int = 32
+    num_downs: int = 7
+    ndf: int = 64
+    degrade: float = 1.0  # probability scale of archival-film degradations on the input
+    seed: int = 0
+    precision: str = "bf16"  # fp32 | bf16 (CPU autocast) ; CUDA uses bf16 autocast too
+    threads: int = 0  # torch threads, 0 = torch's default
+    log_every: int = 50
+    checkpoint_every: int = 500
+    snapshot_every: int = 2000  # fp16 generator exports kept for `vidcolor eval`
+
+    def validate(self) -> TrainConfig:
+        if self.crop % (1 << self.num_downs):
+            raise ConfigError(f"crop {self.crop} must be a multiple of 2**num_downs = {1 << self.num_downs}")
+        if self.crop > self.photo_side:
+            raise ConfigError("crop must not exceed photo_side")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"training precision must be fp32 or bf16, got {self.precision!r}")
+        if self.steps < 1 or self.batch_size < 1:
+            raise ConfigError("steps and batch_size must be positive")
+        return self
+
+
+T = TypeVar("T", JobConfig, TrainConfig)
+
+
+def _coerce(cls: type[T], values: dict[str, Any], source: str) -> dict[str, Any]:
+    known = {f.name: f for f in fields(cls)}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key {key!r} in {source}; known keys: {', '.join(known)}")
+        default = getattr(cls(), key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, list):
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise ConfigError(f"config key {key!r} in {source} must be {type(default).__name__}, got {value!r}")
+        out[key] = value
+    return out
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+    """Defaults <- TOML file <- explicit overrides (None values ignored), then validated."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as err:
+            raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"config {path} is not valid TOML: {err}") from err
+        values.update(_coerce(cls, data, str(path)))
+    if overrides:
+        values.update(_coerce(cls, {k: v for k, v in overrides.items() if v is not None}, "options"))
+    return dataclasses.replace(cls(), **values).validate()
+
+
+def config_dict(cfg: JobConfig | TrainConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,139 @@
+"""Training data: colour photos -> (grey input as a video carries it, Lab ab target).
+
+Photos are decoded once into a uint8 cache (N x S x S x 3) so each training step only crops,
+flips, degrades and converts; a background thread assembles batches while torch computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .color import luma_to_model_input, quantize_luma, rgb_to_ab, rgb_to_luma
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".webp", ".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def list_images(dirs: Sequence[str | Path]) -> list[Path]:
+    files: list[Path] = []
+    for d in dirs:
+        files += sorted(p for p in Path(d).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    return files
+
+
+def _square(img: np.ndarray, side: int) -> np.ndarray:
+    """Resize so the short side is `side`, then centre-crop a square."""
+    h, w = img.shape[:2]
+    s = side / min(h, w)
+    nh, nw = max(side, round(h * s)), max(side, round(w * s))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    y0, x0 = (nh - side) // 2, (nw - side) // 2
+    return img[y0 : y0 + side, x0 : x0 + side]
+
+
+def load_image_cache(dirs: Sequence[str | Path], side: int, cache_dir: Path) -> np.ndarray:
+    """All photos as an RGB uint8 array (N, side, side, 3), cached on disk as .npy."""
+    files = list_images(dirs)
+    if not files:
+        raise FileNotFoundError(f"no images found in {list(map(str, dirs))}")
+    key = hashlib.sha256(("\n".join(map(str, files)) + f"|{side}").encode()).hexdigest()[:16]
+    cache = cache_dir / f"photos_{side}_{key}.npy"
+    if cache.exists():
+        return np.load(cache, mmap_mode="r")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    out = np.empty((len(files), side, side, 3), np.uint8)
+    n = 0
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            log.warning("skipping unreadable image %s", f)
+            continue
+        out[n] = cv2.cvtColor(_square(img, side), cv2.COLOR_BGR2RGB)
+        n += 1
+    out = out[:n]
+    tmp = cache.with_suffix(".part.npy")
+    np.save(tmp, out)
+    tmp.replace(cache)
+    log.info("cached %d photos at %dpx in %s", n, side, cache)
+    return out
+
+
+def degrade_luma(y: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Damage that archival film has: soft contrast, blur, grain, scratches. y in [0, 1]."""
+    if strength <= 0:
+        return y
+    if rng.random() < 0.4 * strength:  # faded / soft contrast, lifted blacks
+        c = rng.uniform(0.6, 1.0)
+        y = 0.5 + (y - 0.5) * c + rng.uniform(-0.08, 0.08)
+    if rng.random() < 0.3 * strength:
+        y = cv2.GaussianBlur(y, (0, 0), rng.uniform(0.4, 1.3))
+    if rng.random() < 0.4 * strength:  # film grain
+        y = y + rng.normal(0.0, rng.uniform(0.01, 0.05), y.shape).astype(np.float32)
+    if rng.random() < 0.2 * strength:  # vertical scratches, bright or dark
+        for _ in range(rng.integers(1, 4)):
+            x = int(rng.integers(0, y.shape[1]))
+            y[:, x : x + 1] = rng.choice([0.05, 0.95])
+    return np.clip(y, 0.0, 1.0).astype(np.float32)
+
+
+def make_pair(rgb_u8: np.ndarray, rng: np.random.Generator, degrade: float) -> tuple[np.ndarray, np.ndarray]:
+    """One RGB crop -> (model input 1xHxW, ab target 2xHxW), float32."""
+    rgb = rgb_u8.astype(np.float32) / 255.0
+    matrix = "bt709" if rng.random() < 0.5 else "bt601"  # videos declare either
+    y = quantize_luma(rgb_to_luma(rgb, matrix))
+    y = degrade_luma(y, rng, degrade)
+    x = luma_to_model_input(y)[None]
+    ab = rgb_to_ab(rgb).transpose(2, 0, 1)
+    return x, np.ascontiguousarray(ab)
+
+
+class PhotoBatches:
+    """Infinite stream of (input, target) batches with random crops and flips, seeded."""
+
+    def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
+                 prefetch: int = 4) -> None:
+        self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
+        self.rng = np.random.default_rng(seed)
+        self._q: queue.Queue[tuple[np.ndarray, np.ndarray]] = queue.Queue(prefetch)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
+    def _one_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        n, side = len(self.photos), self.photos.shape[1]
+        xs, ys = [], []
+        for i in self.rng.integers(0, n, self.batch):
+            y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
+            img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
+            if self.rng.random() < 0.5:
+                img = img[:, ::-1]
+            x, ab = make_pair(img, self.rng, self.degrade)
+            xs.append(x)
+            ys.append(ab)
+        return np.stack(xs), np.stack(ys)
+
+    def _fill(self) -> None:
+        while not self._stop.is_set():
+            b = self._one_batch()
+            while not self._stop.is_set():
+                try:
+                    self._q.put(b, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        while True:
+            yield self._q.get()
+
+    def close(self) -> None:
+        self._stop.set()

@@ -1,0 +1,225 @@
+"""pix2pix networks: the U-Net generator, the PatchGAN discriminator, and checkpoint I/O.
+
+A checkpoint carries its own architecture config, so a file is enough to rebuild the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import WeightsError
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "vidcolor-generator/1"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    in_channels: int = 1  # grey luma
+    out_channels: int = 2  # Lab ab / AB_SCALE
+    ngf: int = 32
+    num_downs: int = 7  # input sides must be multiples of 2**num_downs
+    use_dropout: bool = False
+
+    @property
+    def multiple(self) -> int:
+        return 1 << self.num_downs
+
+
+def _down(cin: int, cout: int, norm: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
+    if norm:
+        layers.append(nn.BatchNorm2d(cout))
+    return nn.Sequential(*layers)
+
+
+def _up(cin: int, cout: int, dropout: bool) -> nn.Sequential:
+    layers: list[nn.Module] = [
+        nn.ReLU(True),
+        nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(cout),
+    ]
+    if dropout:
+        layers.append(nn.Dropout(0.5))
+    return nn.Sequential(*layers)
+
+
+class UnetGenerator(nn.Module):
+    """The pix2pix U-Net: num_downs stride-2 convs down, mirrored transposed convs up,
+    skip connections between mirrored layers. Same layers as the recursive original,
+    written as two lists so the data flow is readable."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        ngf = cfg.ngf
+        widths = [min(ngf * 2**i, ngf * 8) for i in range(cfg.num_downs)]
+        self.downs = nn.ModuleList()
+        cin = cfg.in_channels
+        for i, w in enumerate(widths):
+            # Outermost has no norm; the innermost has none either (1x1 at the bottleneck).
+            norm = 0 < i < cfg.num_downs - 1
+            self.downs.append(_down(cin, w, norm) if i == 0 else nn.Sequential(nn.LeakyReLU(0.2, True), _down(cin, w, norm)))
+            cin = w
+        self.ups = nn.ModuleList()
+        for i in reversed(range(1, cfg.num_downs)):
+            inner = widths[i] if i == cfg.num_downs - 1 else widths[i] * 2
+            dropout = cfg.use_dropout and i >= cfg.num_downs - 3 and widths[i - 1] == ngf * 8
+            self.ups.append(_up(inner, widths[i - 1], dropout))
+        self.outer = nn.Sequential(
+            nn.ReLU(True), nn.ConvTranspose2d(widths[0] * 2, cfg.out_channels, 4, 2, 1), nn.Tanh()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for down in self.downs:
+            x = down(x)
+            skips.append(x)
+        x = skips.pop()
+        for up in self.ups:
+            x = torch.cat([up(x), skips.pop()], 1)
+        return self.outer(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """70x70 PatchGAN (n_layers=3), conditioned on the grey input: sees cat(grey, ab)."""
+
+    def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        mult = 1
+        for n in range(1, n_layers + 1):
+            prev, mult = mult, min(2**n, 8)
+            stride = 2 if n < n_layers else 1
+            layers += [
+                nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False),
+                nn.BatchNorm2d(ndf * mult),
+                nn.LeakyReLU(0.2, True),
+            ]
+        layers.append(nn.Conv2d(ndf * mult, 1, 4, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def init_weights(net: nn.Module, gain: float = 0.02) -> None:
+    """pix2pix init: N(0, 0.02) convs, N(1, 0.02) norm scales."""
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, gain)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, gain)
+            nn.init.zeros_(m.bias)
+
+
+def save_generator(net: UnetGenerator, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+                   half: bool = True) -> None:
+    """Write a self-describing generator checkpoint atomically (fp16 by default: half the size)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
+    blob = {"format": CHECKPOINT_FORMAT, "config": asdict(net.cfg), "state_dict": state, "meta": meta or {}}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        torch.save(blob, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_generator(path: str | os.PathLike) -> tuple[UnetGenerator, dict[str, Any]]:
+    """Rebuild a generator from a checkpoint; any problem with the file is a WeightsError."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"model weights not found: {path} (train one with `vidcolor train`, or pass --weights)")
+    try:
+        data = path.read_bytes()
+        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for damaged files
+        raise WeightsError(f"model weights unreadable (truncated or not a checkpoint): {path}") from err
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"not a vidcolor generator checkpoint: {path}")
+    try:
+        cfg = GeneratorConfig(**blob["config"])
+        net = UnetGenerator(cfg)
+        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except Exception as err:
+        raise WeightsError(f"model weights do not match their architecture: {path}: {err}") from err
+    meta = dict(blob.get("meta") or {})
+    meta["sha256"] = hashlib.sha256(data).hexdigest()
+    net.eval()
+    return net, meta
+
+
+def pick_device(device: str) -> torch.device:
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise WeightsError("device 'cuda' asked for, but torch sees no CUDA GPU")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class Colorizer:
+    """Runs a generator on batches of small grey frames; the only place inference happens.
+
+    Eval mode (running BatchNorm statistics, no dropout), so a frame's colour does not depend
+    on what else is in its batch.
+    """
+
+    def __init__(self, net: UnetGenerator, device: str = "auto", precision: str = "auto") -> None:
+        self.device = pick_device(device)
+        if precision == "auto":
+            precision = "fp16" if self.device.type == "cuda" else "bf16"
+        if precision == "fp16" and self.device.type == "cpu":
+            precision = "bf16"  # CPU fp16 convolutions are slow; bf16 is the CPU's half type
+        self.precision = precision
+        self.net = net.eval().to(self.device)
+        if self.device.type == "cuda" and precision == "fp16":
+            self.net = self.net.half()
+        self.net = self.net.to(memory_format=torch.channels_last)
+        self.multiple = net.cfg.multiple
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto") -> Colorizer:
+        net, meta = load_generator(path)
+        c = cls(net, device, precision)
+        c.meta = meta
+        return c
+
+    meta: dict[str, Any] = {}
+
+    @torch.inference_mode()
+    def predict(self, grey: "np.ndarray") -> "np.ndarray":
+        """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32."""
+        import numpy as np  # local: keeps model.py importable for training without numpy users
+
+        n, h, w = grey.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = torch.from_numpy(np.ascontiguousarray(grey)).to(self.device)[:, None] * 2.0 - 1.0
+        if ph or pw:
+            # Reflect-pad to the U-Net's multiple; tiny frames fall back to replicate.
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = torch.nn.functional.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+        x = x.contiguous(memory_format=torch.channels_last)
+        if self.device.type == "cuda" and self.precision == "fp16":
+            y = self.net(x.half())
+        elif self.precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                y = self.net(x)
+        else:
+            y = self.net(x)
+        y = y[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
+        return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()

@@ -1,0 +1,358 @@
+"""The colorize job, top to bottom.
+
+    probe -> plan chunks (manifest) -> for each chunk not done:
+        decode Y -> small grey -> generator -> ab -> temporal smoothing -> U, V -> encode segment
+    -> join segments + copy audio/subtitles -> atomic rename to the output name
+
+`process_chunk` is a pure function of (source, chunk, config, model): it runs in-process or in a
+Ray task, and only the driver (`run_job`) writes files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
+import cv2
+import numpy as np
+
+from . import plan as planmod
+from .color import ab_to_planes, normalize_y
+from .config import JobConfig, load_config
+from .errors import BadInputError, Interrupted, OutputError, VidcolorError
+from .model import Colorizer
+from .plan import Chunk, Manifest
+from .temporal import TemporalSmoother
+from .video import DecodeStats, SegmentEncoder, SourceInfo, check_streams_fit, container_format, iter_luma, join, probe
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+COLOUR_INPUT_LIMIT = 3.0  # mean |chroma - neutral| in 8-bit code values above which a source is colour
+
+
+@dataclass
+class JobResult:
+    output: Path
+    frames: int
+    seconds: float
+    chunks_total: int
+    chunks_run: int
+    decode_errors: int
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+# --- one chunk ----------------------------------------------------------------------------
+
+
+def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) of the model input: the short side scaled to `short_side`, aspect kept."""
+    s = short_side / min(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def small_grey(y: np.ndarray, size: tuple[int, int], info: SourceInfo) -> np.ndarray:
+    """Full-resolution Y plane -> normalised luma [0, 1] at working resolution."""
+    interp = cv2.INTER_AREA if size[0] < y.shape[1] else cv2.INTER_LINEAR
+    return normalize_y(cv2.resize(y, size, interpolation=interp), info.bits, info.full_range)
+
+
+def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
+    """Run `items` in a background thread, `depth` ahead. PyAV, OpenCV and torch release the
+    GIL, so decode, model and encode overlap. Exceptions surface in the consumer."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            q.put(("error", err))
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+
+
+def colorize_frames(
+    frames: Iterable[tuple[int, np.ndarray]],
+    info: SourceInfo,
+    cfg: JobConfig,
+    colorizer: Colorizer,
+    emit_from_pts: int,
+    chroma_size: tuple[int, int],
+    chroma_bits: int,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(pts, Y) -> (pts, Y, U, V). Frames before `emit_from_pts` only warm up the smoother."""
+    size = working_size(info.width, info.height, cfg.working_size)
+    k = (info.rotation // 90) % 4  # the model sees the picture upright
+    smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
+
+    def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+        grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
+        abs_ = colorizer.predict(grey)
+        for (pts, y, g), ab in zip(batch, abs_):
+            if k:
+                ab = np.rot90(ab, -k)
+            ab = np.ascontiguousarray(ab)
+            if smoother is not None:
+                ab = smoother(g, ab)
+            if pts < emit_from_pts:
+                continue
+            if cfg.saturation != 1.0:
+                ab = ab * cfg.saturation
+            u, v = ab_to_planes(g, ab, chroma_size, chroma_bits, info.full_range, info.matrix)
+            yield pts, y, u, v
+
+    batch: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for pts, y in frames:
+        if y.shape != (info.height, info.width):
+            raise BadInputError(
+                f"frame size changes mid-stream ({info.width}x{info.height} -> {y.shape[1]}x{y.shape[0]}); "
+                "not supported")
+        batch.append((pts, y, small_grey(y, size, info)))
+        if len(batch) >= cfg.batch_size:
+            yield from flush(batch)
+            batch = []
+    if batch:
+        yield from flush(batch)
+
+
+def process_chunk(
+    info: SourceInfo,
+    chunk: Chunk,
+    cfg: JobConfig,
+    colorizer: Colorizer,
+    fmt: str,
+    sink: str | BinaryIO,
+    on_frame: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Colorize one chunk into `sink` (a path or a binary file object).
+    Returns (frames written, decode errors)."""
+    stats = DecodeStats()
+    enc = SegmentEncoder(sink, fmt, info, cfg)
+    decoded = prefetch(iter_luma(info, chunk.warmup_pts, chunk.end_pts, stats), 2 * cfg.batch_size)
+    composed = prefetch(
+        colorize_frames(decoded, info, cfg, colorizer, chunk.start_pts, enc.chroma_size, enc.bits),
+        cfg.batch_size,
+    )
+    for pts, y, u, v in composed:
+        enc.write(pts, y, u, v)
+        if on_frame:
+            on_frame(1)
+    enc.close()
+    return enc.frames, stats.errors
+
+
+# --- the job -------------------------------------------------------------------------------
+
+
+def job_dir_for(output: Path) -> Path:
+    return output.with_name(f".{output.name}.vidcolor")
+
+
+def check_paths(src: Path, out: Path, overwrite: bool) -> None:
+    """Never harm the user's files: refuse the input as output (any spelling), and existing
+    files unless --overwrite."""
+    if not src.exists():
+        raise BadInputError(f"input not found: {src}")
+    try:
+        same = out.exists() and os.path.samefile(src, out)
+    except OSError:
+        same = False
+    if same or src.resolve() == out.resolve():
+        raise OutputError(f"output {out} is the input file; choose another output name")
+    if out.is_dir():
+        raise OutputError(f"output {out} is a directory; give a file name")
+    if out.exists() and not overwrite:
+        raise OutputError(f"output {out} exists; pass --overwrite to replace it")
+    parent = out.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"output directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output directory {parent} is not writable")
+
+
+def colorize(
+    input: str | os.PathLike,  # noqa: A002 - the natural name in the public API
+    output: str | os.PathLike,
+    *,
+    config: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    restart: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> JobResult:
+    """Colorize one video file. `options` override config keys (see configs/default.toml)."""
+    cfg = load_config(JobConfig, config, options)
+    return run_job(Path(input), Path(output), cfg, overwrite=overwrite, restart=restart, progress=progress)
+
+
+def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, restart: bool = False,
+            progress: bool = False, colorizer: Colorizer | None = None) -> JobResult:
+    t0 = time.time()
+    check_paths(src, out, overwrite)
+    fmt = container_format(out)
+    info = probe(src, cfg.video_stream)
+    if info.colour_in_source > COLOUR_INPUT_LIMIT:
+        if not cfg.allow_colour_input:
+            raise BadInputError(
+                f"{src} is already in colour (mean chroma {info.colour_in_source:.1f}); "
+                "pass --allow-colour-input to recolour it from its luma")
+        log.warning("%s is already in colour: colorizing from its luma only", src)
+    check_streams_fit(info, fmt)
+    if colorizer is None:
+        colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)
+    manifest = open_manifest(src, out, info, cfg, fmt, colorizer, restart)
+
+    todo = [c for c in manifest.chunks if c.index not in manifest.done]
+    bar = _progress_bar(manifest, progress)
+    decode_errors = 0
+    run_start = time.time()
+    try:
+        for chunk in todo:
+            seg = manifest.path.parent / f"seg_{chunk.index:05d}{out.suffix}"
+            part = seg.with_name(seg.name + ".part")
+            try:
+                frames, errors = process_chunk(info, chunk, cfg, colorizer, fmt, str(part),
+                                               bar.update if bar else None)
+            except OSError as err:
+                part.unlink(missing_ok=True)
+                raise OutputError(f"cannot write {part}: {err.strerror or err}") from err
+            except Exception:
+                part.unlink(missing_ok=True)
+                raise
+            decode_errors += errors
+            record_segment(manifest, chunk, part, seg, frames)
+            manifest.elapsed_s += time.time() - run_start
+            run_start = time.time()
+            manifest.save()
+    except KeyboardInterrupt as err:
+        manifest.elapsed_s += time.time() - run_start
+        manifest.save()
+        raise Interrupted(
+            f"interrupted: {len(manifest.done)}/{len(manifest.chunks)} chunks kept in {manifest.path.parent}; "
+            "run the same command again to resume") from err
+    finally:
+        if bar:
+            bar.close()
+    finish(manifest, info, out, fmt)
+    if decode_errors:
+        log.warning("%d damaged packets/frames in %s were skipped or concealed by the decoder", decode_errors, src)
+    return JobResult(out, manifest.frames_total, time.time() - t0, len(manifest.chunks), len(todo), decode_errors)
+
+
+def _progress_bar(manifest: Manifest, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=manifest.frames_total, initial=manifest.frames_done, unit="frame", desc="colorize",
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: str, colorizer: Colorizer,
+                  restart: bool) -> Manifest:
+    """Resume a matching job, refuse a mismatched one, or plan a new one."""
+    jdir = job_dir_for(out)
+    mpath = jdir / "manifest.json"
+    fingerprint = {
+        "input": planmod.file_fingerprint(src),
+        "config": planmod.config_fingerprint(cfg),
+        "weights": colorizer.meta.get("sha256", "in-memory"),
+        "output_format": fmt,
+    }
+    if restart and jdir.exists():
+        shutil.rmtree(jdir)
+    if mpath.exists():
+        manifest = planmod.load_manifest(mpath)
+        planmod.compare_fingerprints(manifest.fingerprint, fingerprint)
+        verify_done(manifest)
+        log.info("resuming: %d/%d chunks already done", len(manifest.done), len(manifest.chunks))
+        return manifest
+    try:
+        jdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot create job folder {jdir}: {err.strerror or err}") from err
+    from .video import frame_pts, keyframe_pts
+
+    pts = frame_pts(info)
+    if not pts:
+        raise BadInputError(f"no video frames in {src}")
+    chunks = planmod.plan_chunks(pts, keyframe_pts(info), float(info.time_base), cfg.chunk_seconds,
+                                 cfg.warmup_frames)
+    manifest = Manifest(mpath, fingerprint, chunks, {}, time.time())
+    manifest.save()
+    return manifest
+
+
+def verify_done(manifest: Manifest) -> None:
+    """Re-check every finished segment (size and hash); anything that does not match is redone."""
+    for idx, entry in list(manifest.done.items()):
+        seg = manifest.path.parent / entry["file"]
+        ok = seg.is_file() and seg.stat().st_size == entry["bytes"] and planmod.sha256_file(seg) == entry["sha256"]
+        if not ok:
+            log.warning("segment %s is missing or damaged: redoing chunk %d", seg.name, idx)
+            del manifest.done[idx]
+
+
+def record_segment(manifest: Manifest, chunk: Chunk, part: Path, seg: Path, frames: int) -> None:
+    if frames != chunk.frames:
+        log.warning("chunk %d: %d frames decoded, %d planned", chunk.index, frames, chunk.frames)
+    with open(part, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(part, seg)
+    manifest.done[chunk.index] = {"frames": frames, "bytes": seg.stat().st_size,
+                                  "sha256": planmod.sha256_file(seg), "file": seg.name}
+
+
+def finish(manifest: Manifest, info: SourceInfo, out: Path, fmt: str) -> None:
+    """Join the segments under a temporary name, rename into place, remove the job folder."""
+    segs = [manifest.path.parent / manifest.done[c.index]["file"] for c in manifest.chunks]
+    tmp = out.with_name(f".{out.name}.part")
+    try:
+        join(segs, info, tmp, fmt)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {out}: {err.strerror or err}; the finished chunks are kept in "
+                          f"{manifest.path.parent}, rerun to resume") from err
+    except VidcolorError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot join the output {out}: {err}") from err
+    shutil.rmtree(manifest.path.parent, ignore_errors=True)

@@ -1,0 +1,74 @@
+"""Temporal smoothing of predicted ab, following motion, reset at scene cuts.
+
+Plain averaging over time smears colour across moving edges, so the previous smoothed ab is
+warped to the current frame with optical flow (OpenCV DIS on the small grey frames), blended,
+and gated per pixel by how well the warped previous luma matches the current luma (occlusions
+and new content take the new prediction). Cuts are detected on luma alone: grey footage gives
+colour-based detectors nothing to see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+OCCLUSION_TOL = 0.08  # luma error (0..1) at which the warped past stops counting
+
+
+def _dis() -> cv2.DISOpticalFlow:
+    return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+
+def backward_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Sample `img` (the previous frame) at x + flow(x): brings it onto the current frame."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(img, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def flow_to_previous(cur: np.ndarray, prev: np.ndarray, dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
+    """Dense flow from the current frame into the previous one (both float [0, 1], same size)."""
+    dis = dis or _dis()
+    a = np.round(cur * 255).astype(np.uint8)
+    b = np.round(prev * 255).astype(np.uint8)
+    return dis.calc(a, b, None)
+
+
+@dataclass
+class TemporalSmoother:
+    """Stateful: feed frames in display order. `reset()` at the start of each independent run."""
+
+    strength: float = 0.8
+    cut_threshold: float = 0.25
+    prev_grey: np.ndarray | None = None
+    prev_ab: np.ndarray | None = None
+    cuts: int = 0
+    _dis: cv2.DISOpticalFlow = field(default_factory=_dis, repr=False)
+
+    def reset(self) -> None:
+        self.prev_grey = None
+        self.prev_ab = None
+
+    def __call__(self, grey: np.ndarray, ab: np.ndarray) -> np.ndarray:
+        """grey: HxW float [0, 1]; ab: HxWx2. Returns the smoothed ab (a new array)."""
+        if self.prev_grey is None or self.prev_grey.shape != grey.shape or self.strength <= 0:
+            return self._keep(grey, ab)
+        flow = flow_to_previous(grey, self.prev_grey, self._dis)
+        warped_grey = backward_warp(self.prev_grey, flow)
+        err = np.abs(grey - warped_grey)
+        # A cut: even after motion compensation, the picture changed wholesale.
+        if float(err.mean()) > self.cut_threshold * 0.5 or float(np.abs(grey - self.prev_grey).mean()) > self.cut_threshold:
+            self.cuts += 1
+            return self._keep(grey, ab)
+        err = cv2.GaussianBlur(err, (0, 0), 1.0)
+        weight = self.strength * np.clip(1.0 - err / OCCLUSION_TOL, 0.0, 1.0)
+        warped_ab = backward_warp(self.prev_ab, flow)
+        out = ab + weight[..., None] * (warped_ab - ab)
+        return self._keep(grey, out.astype(np.float32))
+
+    def _keep(self, grey: np.ndarray, ab: np.ndarray) -> np.ndarray:
+        self.prev_grey = grey
+        self.prev_ab = ab
+        return ab

@@ -1,0 +1,159 @@
+"""pix2pix training: U-Net generator + conditional PatchGAN, loss = GAN + lambda * L1 on ab.
+
+The generator first learns on L1 alone for `nogan_steps` (DeOldify's "NoGAN" warm start),
+then the discriminator joins. Full training state is checkpointed atomically and resumed.
+Imports neither av nor ray, so it runs on a bare GPU machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .config import TrainConfig, config_dict
+from .data import PhotoBatches, load_image_cache
+from .model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights, save_generator
+
+log = logging.getLogger(__name__)
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _save_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
+    """Run (or resume) training; returns the path of the latest fp16 generator export."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+
+    g = UnetGenerator(GeneratorConfig(ngf=cfg.ngf, num_downs=cfg.num_downs)).to(device)
+    d = PatchDiscriminator(ndf=cfg.ndf).to(device)
+    init_weights(g)
+    init_weights(d)
+    g = g.to(memory_format=torch.channels_last)
+    d = d.to(memory_format=torch.channels_last)
+    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+
+    step = 0
+    state_path = out / "state.pt"
+    if state_path.exists():
+        st = torch.load(state_path, map_location=device, weights_only=False)
+        g.load_state_dict(st["g"])
+        d.load_state_dict(st["d"])
+        opt_g.load_state_dict(st["opt_g"])
+        opt_d.load_state_dict(st["opt_d"])
+        step = int(st["step"])
+        log.info("resumed %s at step %d", state_path, step)
+
+    photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
+    # Seed by step so a resumed run continues with fresh, reproducible batches.
+    batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step)
+    bce = nn.BCEWithLogitsLoss()
+    csv_path = out / "log.csv"
+    new_csv = not csv_path.exists()
+    csv_file = open(csv_path, "a", newline="")
+    writer = csv.writer(csv_file)
+    if new_csv:
+        writer.writerow(["step", "elapsed_s", "images_per_s", "l1", "g_gan", "d_real", "d_fake"])
+
+    g.train()
+    d.train()
+    t0 = time.time()
+    last_t, last_step = t0, step
+    acc = np.zeros(4)
+    n_acc = 0
+    latest = out / "generator_latest.pt"
+    bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+    it = iter(batches)
+    try:
+        while step < cfg.steps:
+            if max_minutes is not None and time.time() - t0 > max_minutes * 60:
+                log.info("time budget of %.1f min reached at step %d", max_minutes, step)
+                break
+            xb, yb = next(it)
+            x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
+            y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
+            use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
+            with _autocast(device, cfg.precision):
+                fake = g(x)
+            d_real = d_fake = g_gan = torch.zeros((), device=device)
+            if use_gan:
+                opt_d.zero_grad(set_to_none=True)
+                with _autocast(device, cfg.precision):
+                    pred_fake = d(torch.cat([x, fake.detach()], 1))
+                    pred_real = d(torch.cat([x, y], 1))
+                    d_fake = bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
+                    d_real = bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
+                ((d_fake + d_real) * 0.5).backward()
+                opt_d.step()
+            opt_g.zero_grad(set_to_none=True)
+            with _autocast(device, cfg.precision):
+                l1 = (fake.float() - y).abs().mean()
+                loss = cfg.lambda_l1 * l1
+                if use_gan:
+                    pred = d(torch.cat([x, fake], 1))
+                    g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
+                    loss = loss + cfg.lambda_gan * g_gan
+            loss.backward()
+            opt_g.step()
+            step += 1
+            acc += [l1.item(), g_gan.item(), d_real.item(), d_fake.item()]
+            n_acc += 1
+            bar.update(1)
+            if step % cfg.log_every == 0:
+                now = time.time()
+                ips = (step - last_step) * cfg.batch_size / max(now - last_t, 1e-9)
+                m = acc / n_acc
+                writer.writerow([step, f"{now - t0:.1f}", f"{ips:.1f}", *(f"{v:.5f}" for v in m)])
+                csv_file.flush()
+                bar.set_postfix(l1=f"{m[0]:.4f}", g_gan=f"{m[1]:.3f}", d=f"{(m[2] + m[3]) / 2:.3f}", ips=f"{ips:.0f}")
+                acc[:] = 0
+                n_acc = 0
+                last_t, last_step = now, step
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _checkpoint(g, d, opt_g, opt_d, step, cfg, state_path, latest)
+            if step % cfg.snapshot_every == 0:
+                save_generator(g, out / f"generator_{step:07d}.pt", _meta(cfg, step))
+    finally:
+        bar.close()
+        batches.close()
+        csv_file.close()
+    _checkpoint(g, d, opt_g, opt_d, step, cfg, state_path, latest)
+    return latest
+
+
+def _meta(cfg: TrainConfig, step: int) -> dict[str, Any]:
+    return {"steps": step, "train_config": config_dict(cfg), "images_seen": step * cfg.batch_size}
+
+
+def _checkpoint(g: UnetGenerator, d: nn.Module, opt_g: Any, opt_d: Any, step: int, cfg: TrainConfig,
+                state_path: Path, latest: Path) -> None:
+    _save_state(state_path, {"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
+                             "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)})
+    save_generator(g, latest, _meta(cfg, step))
