@@ -139,13 +139,17 @@ def save_generator(net: UnetGenerator, path: str | os.PathLike, meta: dict[str, 
     os.replace(tmp, path)
 
 
-def load_generator(path: str | os.PathLike) -> tuple[UnetGenerator, dict[str, Any]]:
-    """Rebuild a generator from a checkpoint; any problem with the file is a WeightsError."""
+def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[UnetGenerator, dict[str, Any]]:
+    """Rebuild a generator from a checkpoint file (or its bytes); any problem is a WeightsError."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"model weights not found: {path} (train one with `vidcolor train`, or pass --weights)")
+    if data is None:
+        if not path.is_file():
+            raise WeightsError(f"model weights not found: {path} (train one with `vidcolor train`, or pass --weights)")
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise WeightsError(f"cannot read model weights {path}: {err.strerror or err}") from err
     try:
-        data = path.read_bytes()
         blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for damaged files
         raise WeightsError(f"model weights unreadable (truncated or not a checkpoint): {path}") from err
@@ -153,11 +157,13 @@ def load_generator(path: str | os.PathLike) -> tuple[UnetGenerator, dict[str, An
         raise WeightsError(f"not a vidcolor generator checkpoint: {path}")
     try:
         cfg = GeneratorConfig(**blob["config"])
+        if not (1 <= cfg.num_downs <= 10 and 1 <= cfg.ngf <= 512):
+            raise ValueError(f"implausible architecture {cfg}")
         net = UnetGenerator(cfg)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except Exception as err:
-        raise WeightsError(f"model weights do not match their architecture: {path}: {err}") from err
-    meta = dict(blob.get("meta") or {})
+        raise WeightsError(f"model weights do not match their architecture: {path}: {str(err)[:200]}") from err
+    meta = dict(blob.get("meta") or {}) if isinstance(blob.get("meta"), dict) else {}
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     net.eval()
     return net, meta
@@ -192,8 +198,9 @@ class Colorizer:
         self.multiple = net.cfg.multiple
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto") -> Colorizer:
-        net, meta = load_generator(path)
+    def from_file(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto",
+                  data: bytes | None = None) -> Colorizer:
+        net, meta = load_generator(path, data)
         c = cls(net, device, precision)
         c.meta = meta
         return c
@@ -201,7 +208,7 @@ class Colorizer:
     meta: dict[str, Any] = {}
 
     @torch.inference_mode()
-    def predict(self, grey: "np.ndarray") -> "np.ndarray":
+    def predict(self, grey: np.ndarray) -> np.ndarray:
         """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32."""
         import numpy as np  # local: keeps model.py importable for training without numpy users
 

@@ -10,6 +10,7 @@ Ray task, and only the driver (`run_job`) writes files.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import queue
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -31,7 +32,18 @@ from .errors import BadInputError, Interrupted, OutputError, VidcolorError
 from .model import Colorizer
 from .plan import Chunk, Manifest
 from .temporal import TemporalSmoother
-from .video import DecodeStats, SegmentEncoder, SourceInfo, check_streams_fit, container_format, iter_luma, join, probe
+from .video import (
+    ChunkSource,
+    DecodeStats,
+    SegmentEncoder,
+    SourceInfo,
+    check_streams_fit,
+    container_format,
+    decode_chunk,
+    join,
+    probe,
+    read_chunk,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -86,7 +98,7 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
                 if stop.is_set():
                     return
             q.put(("end", None))
-        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+        except BaseException as err:
             q.put(("error", err))
 
     t = threading.Thread(target=run, daemon=True)
@@ -151,17 +163,18 @@ def colorize_frames(
 def process_chunk(
     info: SourceInfo,
     chunk: Chunk,
+    source: ChunkSource,
     cfg: JobConfig,
     colorizer: Colorizer,
     fmt: str,
-    sink: str | BinaryIO,
     on_frame: Callable[[int], None] | None = None,
-) -> tuple[int, int]:
-    """Colorize one chunk into `sink` (a path or a binary file object).
-    Returns (frames written, decode errors)."""
+) -> tuple[bytes, int, int]:
+    """Colorize one chunk from its compressed packets into an encoded segment.
+    Returns (segment bytes, frames written, decode errors)."""
     stats = DecodeStats()
-    enc = SegmentEncoder(sink, fmt, info, cfg)
-    decoded = prefetch(iter_luma(info, chunk.warmup_pts, chunk.end_pts, stats), 2 * cfg.batch_size)
+    buf = io.BytesIO()
+    enc = SegmentEncoder(buf, fmt, info, cfg)
+    decoded = prefetch(decode_chunk(source, info, chunk.warmup_pts, chunk.end_pts, stats), 2 * cfg.batch_size)
     composed = prefetch(
         colorize_frames(decoded, info, cfg, colorizer, chunk.start_pts, enc.chroma_size, enc.bits),
         cfg.batch_size,
@@ -171,7 +184,25 @@ def process_chunk(
         if on_frame:
             on_frame(1)
     enc.close()
-    return enc.frames, stats.errors
+    return buf.getvalue(), enc.frames, stats.errors
+
+
+class LocalExecutor:
+    """Runs chunks one after another in this process (threads overlap the stages)."""
+
+    def __init__(self, colorizer: Colorizer) -> None:
+        self.colorizer = colorizer
+        self.weights_sha256 = colorizer.meta.get("sha256", "in-memory")
+
+    def run(self, info: SourceInfo, chunks: list[Chunk], cfg: JobConfig, fmt: str,
+            on_frames: Callable[[int], None] | None) -> Iterator[tuple[Chunk, bytes, int, int]]:
+        for chunk in chunks:
+            source = read_chunk(info, chunk.warmup_pts, chunk.end_pts, from_start=chunk.index == 0)
+            data, frames, errors = process_chunk(info, chunk, source, cfg, self.colorizer, fmt, on_frames)
+            yield chunk, data, frames, errors
+
+    def shutdown(self) -> None:
+        pass
 
 
 # --- the job -------------------------------------------------------------------------------
@@ -204,7 +235,7 @@ def check_paths(src: Path, out: Path, overwrite: bool) -> None:
 
 
 def colorize(
-    input: str | os.PathLike,  # noqa: A002 - the natural name in the public API
+    input: str | os.PathLike,
     output: str | os.PathLike,
     *,
     config: str | os.PathLike | None = None,
@@ -219,7 +250,9 @@ def colorize(
 
 
 def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, restart: bool = False,
-            progress: bool = False, colorizer: Colorizer | None = None) -> JobResult:
+            progress: bool = False, colorizer: Colorizer | None = None, executor: Any = None) -> JobResult:
+    """Colorize `src` into `out`, resuming a matching interrupted job. `executor` runs the chunks
+    (LocalExecutor by default, or distributed.RayExecutor)."""
     t0 = time.time()
     check_paths(src, out, overwrite)
     fmt = container_format(out)
@@ -231,29 +264,18 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
                 "pass --allow-colour-input to recolour it from its luma")
         log.warning("%s is already in colour: colorizing from its luma only", src)
     check_streams_fit(info, fmt)
-    if colorizer is None:
-        colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)
-    manifest = open_manifest(src, out, info, cfg, fmt, colorizer, restart)
+    if executor is None:
+        executor = LocalExecutor(colorizer or Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision))
+    manifest = open_manifest(src, out, info, cfg, fmt, executor.weights_sha256, restart)
 
     todo = [c for c in manifest.chunks if c.index not in manifest.done]
     bar = _progress_bar(manifest, progress)
     decode_errors = 0
     run_start = time.time()
     try:
-        for chunk in todo:
-            seg = manifest.path.parent / f"seg_{chunk.index:05d}{out.suffix}"
-            part = seg.with_name(seg.name + ".part")
-            try:
-                frames, errors = process_chunk(info, chunk, cfg, colorizer, fmt, str(part),
-                                               bar.update if bar else None)
-            except OSError as err:
-                part.unlink(missing_ok=True)
-                raise OutputError(f"cannot write {part}: {err.strerror or err}") from err
-            except Exception:
-                part.unlink(missing_ok=True)
-                raise
+        for chunk, data, frames, errors in executor.run(info, todo, cfg, fmt, bar.update if bar else None):
             decode_errors += errors
-            record_segment(manifest, chunk, part, seg, frames)
+            record_segment(manifest, chunk, data, frames)
             manifest.elapsed_s += time.time() - run_start
             run_start = time.time()
             manifest.save()
@@ -266,6 +288,8 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     finally:
         if bar:
             bar.close()
+        if len(manifest.done) < len(manifest.chunks):
+            _unlock_job(manifest.path.parent)
     finish(manifest, info, out, fmt)
     if decode_errors:
         log.warning("%d damaged packets/frames in %s were skipped or concealed by the decoder", decode_errors, src)
@@ -281,7 +305,7 @@ def _progress_bar(manifest: Manifest, enabled: bool) -> Any:
                 dynamic_ncols=True, smoothing=0.1)
 
 
-def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: str, colorizer: Colorizer,
+def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: str, weights_sha256: str,
                   restart: bool) -> Manifest:
     """Resume a matching job, refuse a mismatched one, or plan a new one."""
     jdir = job_dir_for(out)
@@ -289,12 +313,14 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
     fingerprint = {
         "input": planmod.file_fingerprint(src),
         "config": planmod.config_fingerprint(cfg),
-        "weights": colorizer.meta.get("sha256", "in-memory"),
+        "weights": weights_sha256,
         "output_format": fmt,
     }
     if restart and jdir.exists():
+        _lock_job(jdir)  # refuses while another run owns it
         shutil.rmtree(jdir)
     if mpath.exists():
+        _lock_job(jdir)
         manifest = planmod.load_manifest(mpath)
         planmod.compare_fingerprints(manifest.fingerprint, fingerprint)
         verify_done(manifest)
@@ -304,6 +330,7 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
         jdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot create job folder {jdir}: {err.strerror or err}") from err
+    _lock_job(jdir)
     from .video import frame_pts, keyframe_pts
 
     pts = frame_pts(info)
@@ -311,9 +338,36 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
         raise BadInputError(f"no video frames in {src}")
     chunks = planmod.plan_chunks(pts, keyframe_pts(info), float(info.time_base), cfg.chunk_seconds,
                                  cfg.warmup_frames)
-    manifest = Manifest(mpath, fingerprint, chunks, {}, time.time())
+    manifest = Manifest(mpath, fingerprint, chunks, {}, time.time(), segment_suffix=out.suffix)
     manifest.save()
     return manifest
+
+
+_LOCKS: dict[Path, int] = {}
+
+
+def _lock_job(jdir: Path) -> None:
+    """One run per output: a second `vidcolor` on the same output would mix two jobs' files."""
+    import fcntl
+
+    if jdir in _LOCKS:
+        return
+    try:
+        fd = os.open(jdir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise OutputError(f"cannot lock job folder {jdir}: {err.strerror or err}") from err
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise OutputError(f"another vidcolor run is working on this output ({jdir}); wait for it or stop it") from err
+    _LOCKS[jdir] = fd
+
+
+def _unlock_job(jdir: Path) -> None:
+    fd = _LOCKS.pop(jdir, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def verify_done(manifest: Manifest) -> None:
@@ -326,14 +380,14 @@ def verify_done(manifest: Manifest) -> None:
             del manifest.done[idx]
 
 
-def record_segment(manifest: Manifest, chunk: Chunk, part: Path, seg: Path, frames: int) -> None:
+def record_segment(manifest: Manifest, chunk: Chunk, data: bytes, frames: int) -> None:
+    """The driver alone writes segments: atomically, then the manifest records size and hash."""
     if frames != chunk.frames:
         log.warning("chunk %d: %d frames decoded, %d planned", chunk.index, frames, chunk.frames)
-    with open(part, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(part, seg)
-    manifest.done[chunk.index] = {"frames": frames, "bytes": seg.stat().st_size,
-                                  "sha256": planmod.sha256_file(seg), "file": seg.name}
+    seg = manifest.path.parent / f"seg_{chunk.index:05d}{manifest.segment_suffix}"
+    planmod.write_atomic(seg, data)
+    manifest.done[chunk.index] = {"frames": frames, "bytes": len(data), "sha256": planmod.sha256_bytes(data),
+                                  "file": seg.name}
 
 
 def finish(manifest: Manifest, info: SourceInfo, out: Path, fmt: str) -> None:
@@ -356,3 +410,4 @@ def finish(manifest: Manifest, info: SourceInfo, out: Path, fmt: str) -> None:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot join the output {out}: {err}") from err
     shutil.rmtree(manifest.path.parent, ignore_errors=True)
+    _unlock_job(manifest.path.parent)

@@ -119,6 +119,7 @@ class Manifest:
     done: dict[int, dict[str, Any]]
     started: float
     elapsed_s: float = 0.0
+    segment_suffix: str = ".mkv"
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -128,6 +129,7 @@ class Manifest:
             "done": {str(k): v for k, v in sorted(self.done.items())},
             "started": self.started,
             "elapsed_s": self.elapsed_s,
+            "segment_suffix": self.segment_suffix,
         }, indent=1).encode()
 
     def save(self) -> None:
@@ -157,8 +159,14 @@ def load_manifest(path: Path) -> Manifest:
         for v in done.values():
             if not {"frames", "bytes", "sha256", "file"} <= v.keys():
                 raise ValueError("bad done entry")
+        suffix = str(raw.get("segment_suffix", ".mkv"))
+        if "/" in suffix or len(suffix) > 8:
+            raise ValueError("bad segment suffix")
+        for v in done.values():
+            if "/" in str(v["file"]) or str(v["file"]).startswith("."):
+                raise ValueError("bad segment file name")
         return Manifest(path, dict(raw["fingerprint"]), chunks, done, float(raw["started"]),
-                        float(raw.get("elapsed_s", 0.0)))
+                        float(raw.get("elapsed_s", 0.0)), suffix)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise ResumeError(f"job state {path} is damaged ({err}); rerun with --restart to start over") from err
 

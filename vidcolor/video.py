@@ -22,7 +22,7 @@ import av.error
 import numpy as np
 
 from .config import ENCODERS, JobConfig
-from .errors import BadInputError, ConfigError, OutputError
+from .errors import BadInputError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +277,109 @@ def _frame_step(info: SourceInfo) -> int:
     if info.rate:
         return max(1, int(round(1 / (info.rate * info.time_base))))
     return 1
+
+
+@dataclass
+class ChunkSource:
+    """The compressed packets a chunk needs, with what a decoder needs to read them. This is
+    what crosses the network to a worker: no shared filesystem, no raw frames."""
+
+    codec: str
+    extradata: bytes | None
+    width: int
+    height: int
+    time_base: Fraction
+    packets: list[tuple[int | None, int | None, bool, bytes]]  # pts, dts, keyframe, data
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(p[3]) for p in self.packets)
+
+
+def read_chunk(info: SourceInfo, warmup_pts: int, end_pts: int | None, from_start: bool) -> ChunkSource:
+    """Copy the packets that decode every frame with warmup_pts <= pts < end_pts.
+
+    Starts at the keyframe at or before warmup_pts (or the file start). Stops after the first
+    keyframe at or past end_pts and the leading pictures that follow it in decode order
+    (their pts is below that keyframe's, so they belong to this chunk)."""
+    packets: list[tuple[int | None, int | None, bool, bytes]] = []
+    with _open(info.path) as c:
+        vs = c.streams[info.stream_index]
+        cc = vs.codec_context
+        if not from_start:
+            try:
+                c.seek(warmup_pts, stream=vs, backward=True, any_frame=False)
+            except av.error.FFmpegError:
+                c.seek(0, stream=vs, backward=True)
+        passed_end = False
+        try:
+            for p in c.demux(vs):
+                if not p.size:
+                    continue
+                if end_pts is not None and p.pts is not None and p.pts >= end_pts:
+                    if passed_end and (p.is_keyframe or p.pts >= end_pts):
+                        break
+                    if p.is_keyframe:
+                        passed_end = True
+                packets.append((p.pts, p.dts, bool(p.is_keyframe), bytes(p)))
+        except av.error.FFmpegError as err:
+            if not packets:
+                raise BadInputError(f"cannot read video packets from {info.path}: {err}") from err
+            log.warning("stopped reading %s early: %s", info.path, err)
+        return ChunkSource(cc.name, bytes(cc.extradata) if cc.extradata else None, cc.width or info.width,
+                           cc.height or info.height, vs.time_base, packets)
+
+
+def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: int | None,
+                 stats: DecodeStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """(pts, Y plane) for each decoded frame with start_pts <= pts < end_pts.
+
+    A packet that fails to decode is counted and skipped (the decoder conceals what it can);
+    the final empty packet flushes the frames the decoder still holds."""
+    stats = stats if stats is not None else DecodeStats()
+    dec = av.CodecContext.create(src.codec, "r")
+    if src.extradata:
+        dec.extradata = src.extradata
+    dec.width, dec.height = src.width, src.height
+    dec.thread_type = "AUTO"
+    step = _frame_step(info)
+    last: int | None = None
+
+    def frames() -> Iterator[av.VideoFrame]:
+        for item in [*src.packets, None]:  # None: the flush packet
+            packet = None
+            if item is not None:
+                pts, dts, key, data = item
+                packet = av.Packet(data)
+                packet.pts, packet.dts = pts, dts
+                packet.time_base = src.time_base
+                packet.is_keyframe = key
+            try:
+                yield from dec.decode(packet)
+            except av.error.EOFError:
+                return
+            except av.error.FFmpegError:
+                stats.errors += 1
+                if packet is None:
+                    return
+
+    for frame in frames():
+        if getattr(frame, "is_corrupt", False):
+            stats.errors += 1
+        pts = frame.pts
+        if pts is None:
+            pts = (last + step) if last is not None else start_pts
+        if last is not None and pts <= last:
+            pts = last + 1  # damaged streams repeat timestamps; keep them rising
+        last = pts
+        if pts < start_pts:
+            continue
+        if end_pts is not None and pts >= end_pts:
+            break
+        if _working_layout(frame.format.name) is None:
+            frame = frame.reformat(format="yuv420p")
+        stats.frames += 1
+        yield pts, read_plane(frame, 0)
 
 
 def keyframe_pts(info: SourceInfo) -> list[int]:
