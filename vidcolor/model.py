@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -208,10 +209,16 @@ class Colorizer:
     meta: dict[str, Any] = {}
 
     @torch.inference_mode()
-    def predict(self, grey: np.ndarray) -> np.ndarray:
-        """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32."""
-        import numpy as np  # local: keeps model.py importable for training without numpy users
+    def predict(self, grey: np.ndarray, pad_to: int = 0) -> np.ndarray:
+        """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32.
 
+        `pad_to`: run the network on exactly this many frames (padding with blanks). Convolution
+        libraries pick kernels by batch size, and bf16 results differ in the last bits between
+        kernels; a fixed batch makes a frame's colour independent of where the batch ends
+        (chunk edges, the end of the film) and of its neighbours in the batch."""
+        n_real = grey.shape[0]
+        if pad_to > n_real:
+            grey = np.concatenate([grey, np.zeros((pad_to - n_real, *grey.shape[1:]), grey.dtype)])
         n, h, w = grey.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -228,5 +235,5 @@ class Colorizer:
                 y = self.net(x)
         else:
             y = self.net(x)
-        y = y[:, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
+        y = y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
         return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()

@@ -132,7 +132,7 @@ def colorize_frames(
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
-        abs_ = colorizer.predict(grey)
+        abs_ = colorizer.predict(grey, pad_to=cfg.batch_size)
         for (pts, y, g), ab in zip(batch, abs_):
             if k:
                 ab = np.rot90(ab, -k)
@@ -208,6 +208,12 @@ class LocalExecutor:
 # --- the job -------------------------------------------------------------------------------
 
 
+def segment_format(encoder: str) -> str:
+    """Segments keep every pts exact: MOV with a matching movie timescale does, for every codec it
+    holds. FFV1 (intra-only, so no reordering delay to shift) goes in Matroska."""
+    return "matroska" if encoder == "ffv1" else "mov"
+
+
 def job_dir_for(output: Path) -> Path:
     return output.with_name(f".{output.name}.vidcolor")
 
@@ -273,7 +279,8 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     decode_errors = 0
     run_start = time.time()
     try:
-        for chunk, data, frames, errors in executor.run(info, todo, cfg, fmt, bar.update if bar else None):
+        for chunk, data, frames, errors in executor.run(info, todo, cfg, segment_format(cfg.encoder),
+                                                        bar.update if bar else None):
             decode_errors += errors
             record_segment(manifest, chunk, data, frames)
             manifest.elapsed_s += time.time() - run_start
@@ -338,7 +345,8 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
         raise BadInputError(f"no video frames in {src}")
     chunks = planmod.plan_chunks(pts, keyframe_pts(info), float(info.time_base), cfg.chunk_seconds,
                                  cfg.warmup_frames)
-    manifest = Manifest(mpath, fingerprint, chunks, {}, time.time(), segment_suffix=out.suffix)
+    suffix = ".mkv" if segment_format(cfg.encoder) == "matroska" else ".mov"
+    manifest = Manifest(mpath, fingerprint, chunks, {}, time.time(), segment_suffix=suffix)
     manifest.save()
     return manifest
 

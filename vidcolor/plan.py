@@ -18,8 +18,9 @@ from .config import JobConfig
 from .errors import OutputError, ResumeError
 
 MANIFEST_VERSION = 1
-# Options that do not change a single output byte; everything else guards resume.
-NEUTRAL_OPTIONS = {"batch_size", "device"}
+# Options that do not change the output; everything else guards resume. (batch_size can move
+# a chroma value by one code step, so it is not neutral; see Colorizer.predict.)
+NEUTRAL_OPTIONS = {"device"}
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 PLANAR_YUV = {"420": (1, 1), "422": (1, 0), "444": (0, 0)}
 GREY_FORMATS = {"gray": 8, "gray10le": 10, "gray12le": 12, "gray16le": 16}
 COLORSPACE_BT709 = 1  # AVColorSpace values
+COLORSPACE_SMPTE170M = 6
 RANGE_JPEG = 2
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".nut": "nut"}
@@ -147,8 +148,9 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
         duration = float(vs.duration * tb) if vs.duration else float(c.duration or 0) / av.time_base
         frames = vs.frames or (int(round(duration * float(rate))) if rate else 0)
         rotation = int(round(first.rotation or 0)) % 360 if hasattr(first, "rotation") else 0
-        matrix = "bt709" if first.colorspace == COLORSPACE_BT709 or (
-            first.colorspace in (0, 2) and first.height >= 720) else "bt601"
+        # Untagged video is composed as BT.601, and the output says so (SegmentEncoder tags it):
+        # decoders disagree on what "unspecified" means, a tag leaves no doubt.
+        matrix = "bt709" if first.colorspace == COLORSPACE_BT709 else "bt601"
         return SourceInfo(
             path=str(path),
             stream_index=vs.index,
@@ -462,6 +464,8 @@ class SegmentEncoder:
             value = getattr(info, attr)
             if value and value != 2:  # 2 = unspecified
                 setattr(cc, attr, value)
+        if info.colorspace in (0, 2):  # untagged source: tag the matrix the chroma was made with
+            cc.colorspace = COLORSPACE_BT709 if info.matrix == "bt709" else COLORSPACE_SMPTE170M
         opts: dict[str, str] = {}
         if cfg.encoder in ("h264", "h265"):
             opts = {"crf": str(cfg.crf), "preset": cfg.preset}
