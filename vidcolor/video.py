@@ -109,6 +109,10 @@ def _working_layout(pix_fmt: str) -> tuple[int, str, bool] | None:
 def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
     """Read the container header and the first frames; BadInputError when it is no usable video."""
     with _open(path) as c:
+        # FFmpeg reads a single PNG/JPEG as a one-frame "video"; colorizing stills is not this tool.
+        demuxer = c.format.name if c.format else ""
+        if demuxer == "image2" or demuxer.endswith("_pipe"):
+            raise BadInputError(f"{path} is a still image ({demuxer.removesuffix('_pipe')}), not a video")
         videos = [s for s in c.streams.video if s.codec_context is not None]
         # Attached pictures (cover art) are video streams with one frame: never the film.
         videos = [s for s in videos if not (s.disposition & av.stream.Disposition.attached_pic)]
