@@ -90,7 +90,7 @@ def make_grey_clip(path: Path, width: int, height: int, frames: int, fps: int = 
     r = max(4, min(width, height) // 10)
     rate = Fraction(fps)
     tb = Fraction(1, fps)
-    gop = max(1, int(round(gop_seconds * fps)))
+    gop = max(1, round(gop_seconds * fps))
     with av.open(str(path), "w") as out:
         vs = _video_stream(out, width, height, rate, tb, crf, preset, gop)
         tone = _Tone(out) if audio else None
@@ -149,7 +149,7 @@ def trimmed_copy(src: Path, dest: Path, max_frames: int, mode: str = "grey", crf
                 tb = vin.time_base or Fraction(1, 90000)
                 cc = vin.codec_context
                 vout = _video_stream(out, cc.width, cc.height, Fraction(rate), tb, crf, preset,
-                                     max(1, int(round(5 * float(rate)))))
+                                     max(1, round(5 * float(rate))))
                 vin.thread_type = "AUTO"
                 n = 0
                 for frame in c.decode(vin):

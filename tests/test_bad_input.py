@@ -129,7 +129,6 @@ def _dir(p: Path) -> None:
     ("still.png", _png, ["still image", "still.png"]),
     ("empty.mp4", _empty, ["empty", "empty.mp4"]),
     ("missing.mp4", None, ["not found", "missing.mp4"]),
-    ("folder.mp4", _dir, ["directory", "folder.mp4"]),
 ])
 def test_not_a_video(tmp_path, capsys, tiny_weights, name, make, words):
     src = tmp_path / name
@@ -139,6 +138,19 @@ def test_not_a_video(tmp_path, capsys, tiny_weights, name, make, words):
     out.parent.mkdir()
     rc, err = colorize(capsys, src, out, tiny_weights)
     assert_failed(rc, err, 2, out, *words)
+
+
+def test_directory_input(tmp_path, capsys, tiny_weights):
+    """-o wants one file; a folder (here one named like a video) is a usage error (exit 3)."""
+    src = tmp_path / "folder.mp4"
+    src.mkdir()
+    out = tmp_path / "o.mp4"
+    rc, err = colorize(capsys, src, out, tiny_weights)
+    assert_failed(rc, err, 3, out, "--out-dir")
+    capsys.readouterr()
+    rc = main(["colorize", str(src), "--out-dir", str(tmp_path / "outs"), "--workers", "0", "--weights",
+               str(tiny_weights), "-q"])
+    assert_failed(rc, capsys.readouterr().err, 3, out, "no video files")
 
 
 def test_audio_only(tmp_path, capsys, tiny_weights):
@@ -194,7 +206,7 @@ def test_damaged_mpeg4_colorizes_with_warning(tmp_path, capsys, caplog, tiny_wei
     packets/frames were damaged, and keeps every frame the decoder yields, at its time."""
     out = tmp_path / "mega.mkv"
     with caplog.at_level(logging.WARNING, logger="vidcolor"):
-        rc, err = colorize(capsys, BAD_AVI, out, tiny_weights, "--batch-size", "8")
+        rc, err = colorize(capsys, BAD_AVI, out, tiny_weights, "--batch-size", "8", "--allow-colour-input")
     assert rc == 0, err
     warns = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "damaged" in r.getMessage()]
     assert warns, [r.getMessage() for r in caplog.records]
@@ -254,13 +266,13 @@ def test_truncated_mkv_keeps_surviving_frames(tmp_path, capsys, tiny_weights):
 def test_tiny_and_odd_sizes(tmp_path, capsys, tiny_weights, w, h, ext, encoder):
     src = make_clip(tmp_path / "src.mkv", width=w, height=h, frames=6, codec="ffv1")
     out = tmp_path / f"o{ext}"
-    rc, err = colorize(capsys, src, out, tiny_weights, "--encoder", encoder)
+    rc, err = colorize(capsys, src, out, tiny_weights, "--encoder", encoder, "--crf", "0")
     assert rc == 0, err
     src_frames, got = decode_all(src), decode_all(out)
     assert len(got) == len(src_frames) == 6
     for a, b in zip(got, src_frames):
         assert (a.width, a.height) == (w, h)
-        assert np.array_equal(plane(a, 0), plane(b, 0))  # luma exact (ffv1 and crf-less x264 alike)
+        assert np.array_equal(plane(a, 0), plane(b, 0))  # luma exact (ffv1, and x264 at crf 0)
 
 
 def test_non_square_pixels_kept(tmp_path, capsys, tiny_weights):

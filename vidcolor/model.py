@@ -163,7 +163,9 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
         net = UnetGenerator(cfg)
         net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except Exception as err:
-        raise WeightsError(f"model weights do not match their architecture: {path}: {str(err)[:200]}") from err
+        # torch's mismatch report spans many lines; the CLI prints one.
+        detail = " ".join(str(err).split())[:200]
+        raise WeightsError(f"model weights do not match their architecture: {path}: {detail}") from err
     meta = dict(blob.get("meta") or {}) if isinstance(blob.get("meta"), dict) else {}
     meta["sha256"] = hashlib.sha256(data).hexdigest()
     net.eval()

@@ -20,7 +20,7 @@ from .errors import OutputError, ResumeError
 MANIFEST_VERSION = 1
 # Options that do not change the output; everything else guards resume. (batch_size can move
 # a chroma value by one code step, so it is not neutral; see Colorizer.predict.)
-NEUTRAL_OPTIONS = {"device"}
+NEUTRAL_OPTIONS = {"device", "weights"}  # weights: guarded by their content hash instead of the path
 
 
 @dataclass(frozen=True)

@@ -427,6 +427,15 @@ def output_pix_fmt(info: SourceInfo, encoder: str) -> str:
     bits = info.bits
     suffix = "" if bits == 8 else f"{bits}le"
     want = f"yuv{info.subsampling}p{suffix}"
+    if codec == "libx265" and min(info.width, info.height) < 64:
+        # libx265 corrupts its heap (the process aborts) on some tiny sizes, e.g. 40x24, 34x18.
+        raise ConfigError(f"h265 cannot encode frames this small ({info.width}x{info.height}); "
+                          "use --encoder h264 or ffv1")
+    if codec in ("libx264", "libx265") and (info.width % 2 or info.height % 2):
+        # x264/x265 refuse subsampled chroma at odd sizes: keep full-resolution chroma instead.
+        for full in (f"yuv444p{suffix}", "yuv444p"):
+            if full in supported:
+                return full
     if want in supported:
         return want
     for fallback in (f"yuv422p{suffix}", f"yuv420p{suffix}", "yuv422p10le", "yuv420p"):
