@@ -8,9 +8,11 @@ audio/subtitle packets are copied with `add_stream_from_template`.
 
 from __future__ import annotations
 
+import heapq
 import io
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -252,19 +254,11 @@ def iter_luma(info: SourceInfo, start_pts: int | None = None, end_pts: int | Non
     stats = stats if stats is not None else DecodeStats()
     errs = [0]
     step = _frame_step(info)
-    last: int | None = None
     with _open(info.path) as c:
         vs = c.streams[info.stream_index]
         vs.thread_type = "AUTO"
         try:
-            for frame in _decode_frames(c, vs, errs, start_pts):
-                pts = frame.pts
-                if pts is None:
-                    pts = (last + step) if last is not None else info.start_pts
-                if last is not None and pts <= last:
-                    # Damaged streams repeat timestamps; keep them strictly increasing.
-                    pts = last + 1
-                last = pts
+            for pts, frame in rising_pts(_decode_frames(c, vs, errs, start_pts), info.start_pts, step):
                 if start_pts is not None and pts < start_pts:
                     continue
                 if end_pts is not None and pts >= end_pts:
@@ -277,6 +271,36 @@ def iter_luma(info: SourceInfo, start_pts: int | None = None, end_pts: int | Non
             raise BadInputError(f"cannot read video from {info.path}: {err}") from err
         finally:
             stats.errors += errs[0]
+
+
+def rising_pts(frames: Iterator[av.VideoFrame], first: int, step: int, depth: int = 4
+               ) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(pts, frame) with strictly rising pts. Decoders emit frames in display order, but damaged
+    or oddly muxed streams (packed B-frames in AVI) label them out of order or twice: the labels
+    are handed out sorted through a small window, so the output keeps the source's set of times
+    instead of drifting. A frame without a label continues from the highest one seen."""
+    labels: list[int] = []
+    held: deque[av.VideoFrame] = deque()
+    top: int | None = None
+    last: int | None = None
+
+    def release() -> tuple[int, av.VideoFrame]:
+        nonlocal last
+        pts = heapq.heappop(labels)
+        if last is not None and pts <= last:
+            pts = last + 1
+        last = pts
+        return pts, held.popleft()
+
+    for frame in frames:
+        pts = frame.pts if frame.pts is not None else (top + step if top is not None else first)
+        top = pts if top is None else max(top, pts)
+        heapq.heappush(labels, pts)
+        held.append(frame)
+        if len(held) > depth:
+            yield release()
+    while held:
+        yield release()
 
 
 def _frame_step(info: SourceInfo) -> int:
@@ -349,7 +373,6 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
     dec.width, dec.height = src.width, src.height
     dec.thread_type = "AUTO"
     step = _frame_step(info)
-    last: int | None = None
 
     def frames() -> Iterator[av.VideoFrame]:
         for item in [*src.packets, None]:  # None: the flush packet
@@ -369,15 +392,13 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
                 if packet is None:
                     return
 
-    for frame in frames():
-        if getattr(frame, "is_corrupt", False):
-            stats.errors += 1
-        pts = frame.pts
-        if pts is None:
-            pts = (last + step) if last is not None else start_pts
-        if last is not None and pts <= last:
-            pts = last + 1  # damaged streams repeat timestamps; keep them rising
-        last = pts
+    def counted() -> Iterator[av.VideoFrame]:
+        for frame in frames():
+            if getattr(frame, "is_corrupt", False):
+                stats.errors += 1
+            yield frame
+
+    for pts, frame in rising_pts(counted(), start_pts, step):
         if pts < start_pts:
             continue
         if end_pts is not None and pts >= end_pts:
