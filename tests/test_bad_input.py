@@ -7,8 +7,8 @@ import hashlib
 import logging
 import os
 import re
-import resource
 import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -44,6 +44,7 @@ def assert_failed(rc: int, err: str, code: int, out: Path, *words: str, job_fold
     line = lines[0]
     assert line.startswith("vidcolor: error:"), line
     assert "Traceback" not in err and "internal error" not in err
+    print(f"exit {rc}: {line}")  # shown with pytest -rP: the messages users get
     for w in words:
         assert w.lower() in line.lower(), f"{w!r} not in {line!r}"
     assert not out.is_file() or out.is_symlink(), f"{out} was written"
@@ -339,18 +340,53 @@ def test_non_square_pixels_kept(tmp_path, capsys, tiny_weights):
         assert c.streams.video[0].codec_context.sample_aspect_ratio == sar
 
 
+_RSS_PROBE = """
+import sys
+from vidcolor.cli import main
+
+def hwm():  # this process's peak RSS in KiB (ru_maxrss would include the forking parent's)
+    return int(next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")).split()[1])
+
+before = hwm()
+rc = main(sys.argv[1:])
+print("RSS", before, hwm(), rc)
+"""
+
+
 @pytest.mark.slow
-def test_4k_bounded_memory(tmp_path, capsys, tiny_weights):
-    """3840x2160: decode, compose and encode full frames without holding the clip in memory."""
+def test_4k_bounded_memory(tmp_path, tiny_weights):
+    """3840x2160: decode, compose and encode full frames without holding the clip in memory.
+    Its own process, so the peak RSS is this job's and not an earlier test's."""
     src = grey_clip(tmp_path / "uhd.mp4", width=3840, height=2160, frames=2)
     out = tmp_path / "o.mp4"
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    rc, err = colorize(capsys, src, out, tiny_weights)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    assert rc == 0, err
-    assert (peak - before) / 2**20 < 1.5, f"peak RSS grew by {(peak - before) / 2**20:.2f} GiB"
+    r = subprocess.run([sys.executable, "-c", _RSS_PROBE, "colorize", str(src), "-o", str(out), "--workers", "0",
+                        "--weights", str(tiny_weights), "--working-size", "64", "--preset", "ultrafast", "-q"],
+                       capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "OMP_NUM_THREADS": "2"})
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("RSS")]
+    assert r.returncode == 0 and line, r.stderr
+    before, peak, rc = (int(x) for x in line[0].split()[1:])
+    growth = (peak - before) / 2**20
+    print(f"peak RSS {peak / 2**20:.2f} GiB, grew by {growth:.2f} GiB")
+    assert rc == 0, r.stderr
+    assert growth < 1.5, f"peak RSS grew by {growth:.2f} GiB"
     got = decode_all(out)
     assert len(got) == 2 and (got[0].width, got[0].height) == (3840, 2160)
+
+
+def test_h265_tiny_frames_refused(tmp_path, capsys, tiny_weights):
+    """libx265 corrupts its heap on some tiny sizes (the process aborts): refused with a hint."""
+    src = make_clip(tmp_path / "src.mkv", width=33, height=17, frames=4, codec="ffv1")
+    out = tmp_path / "o.mp4"
+    rc, err = colorize(capsys, src, out, tiny_weights, "--encoder", "h265")
+    assert_failed(rc, err, 3, out, "h265", "33x17", "ffv1")
+
+
+def test_encoder_refusal_leaves_no_job_folder(tmp_path, capsys, tiny_weights):
+    src = make_clip(tmp_path / "src.mkv", width=33, height=17, frames=4, codec="ffv1")
+    out = tmp_path / "o.mp4"
+    rc, err = colorize(capsys, src, out, tiny_weights, "--encoder", "h265")
+    assert_failed(rc, err, 3, out, "h265")
 
 
 # --- colour sources --------------------------------------------------------------------------

@@ -34,7 +34,9 @@ def colorize_many(inputs: list[Path], *, output: Path | None, out_dir: Path | No
                   gpus_per_worker: float | None = None) -> list[JobResult]:
     cfg: JobConfig = load_config(JobConfig, config, overrides)
     if output is not None:
-        if len(inputs) != 1 or inputs[0].is_dir():
+        if len(inputs) == 1 and inputs[0].is_dir():
+            raise ConfigError(f"{inputs[0]} is a folder; use --out-dir to colorize the videos in it")
+        if len(inputs) != 1:
             raise ConfigError("-o takes one input file; use --out-dir for several")
         jobs = [(inputs[0], output)]
     else:

@@ -9,6 +9,7 @@ import hashlib
 import io
 import logging
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +152,9 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
         except OSError as err:
             raise WeightsError(f"cannot read model weights {path}: {err.strerror or err}") from err
     try:
-        blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a damaged pickle header makes torch warn: the error says it all
+            warnings.simplefilter("ignore")
+            blob = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for damaged files
         raise WeightsError(f"model weights unreadable (truncated or not a checkpoint): {path}") from err
     if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:

@@ -41,6 +41,7 @@ from .video import (
     container_format,
     decode_chunk,
     join,
+    output_pix_fmt,
     probe,
     read_chunk,
 )
@@ -270,6 +271,7 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
                 "pass --allow-colour-input to recolour it from its luma")
         log.warning("%s is already in colour: colorizing from its luma only", src)
     check_streams_fit(info, fmt)
+    output_pix_fmt(info, cfg.encoder)  # an encoder that cannot take this source fails before any work
     if executor is None:
         executor = LocalExecutor(colorizer or Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision))
     manifest = open_manifest(src, out, info, cfg, fmt, executor.weights_sha256, restart)
@@ -296,6 +298,8 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
         if bar:
             bar.close()
         if len(manifest.done) < len(manifest.chunks):
+            if not manifest.done:  # nothing worth keeping: leave no job folder behind
+                shutil.rmtree(manifest.path.parent, ignore_errors=True)
             _unlock_job(manifest.path.parent)
     finish(manifest, info, out, fmt)
     if decode_errors:

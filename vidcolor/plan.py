@@ -154,11 +154,14 @@ def load_manifest(path: Path) -> Manifest:
         chunks = [Chunk(**{k: c[k] for k in ("index", "start_pts", "end_pts", "warmup_pts", "frames")})
                   for c in raw["chunks"]]
         for c in chunks:
-            if not all(isinstance(getattr(c, k), int) for k in ("index", "start_pts", "warmup_pts", "frames")):
+            if not all(_is_int(getattr(c, k)) for k in ("index", "start_pts", "warmup_pts", "frames")) or not (
+                    c.end_pts is None or _is_int(c.end_pts)):
                 raise ValueError("bad chunk field")
         done = {int(k): dict(v) for k, v in raw["done"].items()}
         for v in done.values():
-            if not {"frames", "bytes", "sha256", "file"} <= v.keys():
+            # The resume path reads these as they are: a wrong type would surface later as a crash.
+            if not ({"frames", "bytes", "sha256", "file"} <= v.keys() and _is_int(v["frames"]) and _is_int(v["bytes"])
+                    and isinstance(v["sha256"], str) and isinstance(v["file"], str)):
                 raise ValueError("bad done entry")
         suffix = str(raw.get("segment_suffix", ".mkv"))
         if "/" in suffix or len(suffix) > 8:
@@ -168,8 +171,12 @@ def load_manifest(path: Path) -> Manifest:
                 raise ValueError("bad segment file name")
         return Manifest(path, dict(raw["fingerprint"]), chunks, done, float(raw["started"]),
                         float(raw.get("elapsed_s", 0.0)), suffix)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError) as err:
         raise ResumeError(f"job state {path} is damaged ({err}); rerun with --restart to start over") from err
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def compare_fingerprints(saved: dict[str, Any], current: dict[str, Any]) -> None:
