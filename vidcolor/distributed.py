@@ -86,6 +86,8 @@ class RayExecutor:
                 kwargs["address"] = ray_address
             else:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+                # Ray runs workers at niceness 15; an embedded cluster is the user's foreground job.
+                kwargs["_system_config"] = {"worker_niceness": 0}
             try:
                 ray.init(**kwargs)
             except Exception as err:  # ConnectionError, RuntimeError, ... all mean "no cluster"
