@@ -140,14 +140,13 @@ def packets(path: Path, kind: str = "audio") -> list[list[tuple[bytes, int | Non
     """Per stream of `kind`: the (bytes, pts in seconds*1e6) of every non-empty packet."""
     out = []
     with av.open(str(path)) as c:
-        for s in [s for s in c.streams if s.type == kind]:
-            pass
         streams = [s for s in c.streams if s.type == kind]
         per = {s.index: [] for s in streams}
         if streams:
             for p in c.demux(streams):
                 if p.size:
-                    per[p.stream.index].append((bytes(p), None if p.pts is None else round(float(p.pts * p.time_base) * 1e6)))
+                    t = None if p.pts is None else round(float(p.pts * p.time_base) * 1e6)
+                    per[p.stream.index].append((bytes(p), t))
         out = [per[s.index] for s in streams]
     return out
 

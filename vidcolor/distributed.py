@@ -178,7 +178,7 @@ class RayExecutor:
         for a in self.actors:
             try:
                 ray.kill(a)
-            except Exception:  # noqa: BLE001 - best effort on the way out
+            except Exception:
                 pass
         if self.own_cluster:
             ray.shutdown()

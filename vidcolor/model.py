@@ -71,7 +71,8 @@ class UnetGenerator(nn.Module):
         for i, w in enumerate(widths):
             # Outermost has no norm; the innermost has none either (1x1 at the bottleneck).
             norm = 0 < i < cfg.num_downs - 1
-            self.downs.append(_down(cin, w, norm) if i == 0 else nn.Sequential(nn.LeakyReLU(0.2, True), _down(cin, w, norm)))
+            block = _down(cin, w, norm)
+            self.downs.append(block if i == 0 else nn.Sequential(nn.LeakyReLU(0.2, True), block))
             cin = w
         self.ups = nn.ModuleList()
         for i in reversed(range(1, cfg.num_downs)):
@@ -202,6 +203,7 @@ class Colorizer:
             self.net = self.net.half()
         self.net = self.net.to(memory_format=torch.channels_last)
         self.multiple = net.cfg.multiple
+        self.meta: dict[str, Any] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto",
@@ -210,8 +212,6 @@ class Colorizer:
         c = cls(net, device, precision)
         c.meta = meta
         return c
-
-    meta: dict[str, Any] = {}
 
     @torch.inference_mode()
     def predict(self, grey: np.ndarray, pad_to: int = 0) -> np.ndarray:
@@ -224,7 +224,7 @@ class Colorizer:
         n_real = grey.shape[0]
         if pad_to > n_real:
             grey = np.concatenate([grey, np.zeros((pad_to - n_real, *grey.shape[1:]), grey.dtype)])
-        n, h, w = grey.shape
+        _n, h, w = grey.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
         x = torch.from_numpy(np.ascontiguousarray(grey)).to(self.device)[:, None] * 2.0 - 1.0

@@ -131,7 +131,7 @@ def colorize_frames(
     k = (info.rotation // 90) % 4  # the model sees the picture upright
     smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
 
-    def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
         abs_ = colorizer.predict(grey, pad_to=cfg.batch_size)
         for (pts, y, g), ab in zip(batch, abs_):

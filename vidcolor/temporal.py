@@ -59,7 +59,8 @@ class TemporalSmoother:
         warped_grey = backward_warp(self.prev_grey, flow)
         err = np.abs(grey - warped_grey)
         # A cut: even after motion compensation, the picture changed wholesale.
-        if float(err.mean()) > self.cut_threshold * 0.5 or float(np.abs(grey - self.prev_grey).mean()) > self.cut_threshold:
+        moved = float(np.abs(grey - self.prev_grey).mean())
+        if float(err.mean()) > self.cut_threshold * 0.5 or moved > self.cut_threshold:
             self.cuts += 1
             return self._keep(grey, ab)
         err = cv2.GaussianBlur(err, (0, 0), 1.0)

@@ -28,8 +28,8 @@ from .errors import BadInputError, ConfigError
 
 log = logging.getLogger(__name__)
 
-# Planar YUV formats whose Y plane we read directly: name -> (chroma subsampling x, y).
-PLANAR_YUV = {"420": (1, 1), "422": (1, 0), "444": (0, 0)}
+# Planar YUV chroma layouts whose Y plane we read directly.
+PLANAR_YUV = ("420", "422", "444")
 GREY_FORMATS = {"gray": 8, "gray10le": 10, "gray12le": 12, "gray16le": 16}
 COLORSPACE_BT709 = 1  # AVColorSpace values
 COLORSPACE_SMPTE170M = 6
@@ -98,9 +98,7 @@ def _working_layout(pix_fmt: str) -> tuple[int, str, bool] | None:
         and [c.plane for c in comps] == [0, 1, 2]
         and (fmt.is_big_endian is False or comps[0].bits == 8)
     ):
-        sub = (fmt.chroma_width if hasattr(fmt, "chroma_width") else None, None)
-        del sub
-        for name, (sx, sy) in PLANAR_YUV.items():
+        for name in PLANAR_YUV:
             if f"yuv{name}p" in fmt.name or f"yuvj{name}p" in fmt.name:
                 bits = comps[0].bits
                 if bits in (8, 10, 12, 16):
@@ -121,7 +119,8 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
         if not videos:
             raise BadInputError(f"no video stream in {path}")
         if video_stream >= len(videos):
-            raise BadInputError(f"{path} has {len(videos)} video stream(s); --video-stream {video_stream} does not exist")
+            raise BadInputError(
+                f"{path} has {len(videos)} video stream(s); --video-stream {video_stream} does not exist")
         vs = videos[video_stream]
         cc = vs.codec_context
         others = tuple(
@@ -152,8 +151,8 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
         tb = vs.time_base or Fraction(1, 90000)
         rate = vs.average_rate or vs.guessed_rate
         duration = float(vs.duration * tb) if vs.duration else float(c.duration or 0) / av.time_base
-        frames = vs.frames or (int(round(duration * float(rate))) if rate else 0)
-        rotation = int(round(first.rotation or 0)) % 360 if hasattr(first, "rotation") else 0
+        frames = vs.frames or (round(duration * float(rate)) if rate else 0)
+        rotation = round(first.rotation or 0) % 360 if hasattr(first, "rotation") else 0
         # Untagged video is composed as BT.601, and the output says so (SegmentEncoder tags it):
         # decoders disagree on what "unspecified" means, a tag leaves no doubt.
         matrix = "bt709" if first.colorspace == COLORSPACE_BT709 else "bt601"
@@ -305,7 +304,7 @@ def rising_pts(frames: Iterator[av.VideoFrame], first: int, step: int, depth: in
 
 def _frame_step(info: SourceInfo) -> int:
     if info.rate:
-        return max(1, int(round(1 / (info.rate * info.time_base))))
+        return max(1, round(1 / (info.rate * info.time_base)))
     return 1
 
 
@@ -637,7 +636,7 @@ def join(segments: list[Path], info: SourceInfo, dest: Path, fmt: str) -> dict[s
 
 
 def _rescale(v: int | None, a: Fraction, b: Fraction) -> int | None:
-    return None if v is None else int(round(v * a / b))
+    return None if v is None else round(v * a / b)
 
 
 def _when(p: av.Packet) -> float:
