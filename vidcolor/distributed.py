@@ -35,26 +35,39 @@ def _worker_class() -> Any:
     class ColorizeWorker:
         """Holds one generator; colorizes whole chunks (decode, model, smoothing, encode)."""
 
-        def __init__(self, weights: bytes, weights_name: str, device: str, precision: str, threads: int) -> None:
-            import torch
+        # The weights arrive wrapped in a list, so Ray passes the reference instead of resolving
+        # it: the actor fetches them on first use, again after a restart, and the constructor
+        # holds no object-store arguments (which Ray cannot guarantee across restarts).
+        def __init__(self, weights: list[Any], weights_name: str, device: str, precision: str, threads: int) -> None:
+            self.weights_ref = weights[0]
+            self.args = (weights_name, device, precision)
+            self.threads = threads
+            self.colorizer: Any = None
 
-            from .model import Colorizer
+        def _model(self) -> Any:
+            if self.colorizer is None:
+                import ray as _ray
+                import torch
 
-            if threads > 0 and not torch.cuda.is_available():
-                torch.set_num_threads(threads)
-            self.colorizer = Colorizer.from_file(weights_name, device, precision, data=weights)
+                from .model import Colorizer
+
+                if self.threads > 0 and not torch.cuda.is_available():
+                    torch.set_num_threads(self.threads)
+                name, device, precision = self.args
+                self.colorizer = Colorizer.from_file(name, device, precision, data=_ray.get(self.weights_ref))
+            return self.colorizer
 
         def where(self) -> dict[str, Any]:
             import ray as _ray
 
-            return {"node": _ray.get_runtime_context().get_node_id(), "device": str(self.colorizer.device),
+            return {"node": _ray.get_runtime_context().get_node_id(), "device": str(self._model().device),
                     "pid": os.getpid()}
 
         def process(self, info: SourceInfo, chunk: Chunk, source: Any, cfg: JobConfig,
                     fmt: str) -> tuple[bytes, int, int]:
             from .pipeline import process_chunk
 
-            return process_chunk(info, chunk, source, cfg, self.colorizer, fmt)
+            return process_chunk(info, chunk, source, cfg, self._model(), fmt)
 
     return ColorizeWorker
 
@@ -81,7 +94,7 @@ class RayExecutor:
         own = not ray.is_initialized()
         if own:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": True, "logging_level": logging.WARNING}
+                                      "configure_logging": True, "logging_level": logging.ERROR}
             if ray_address:
                 kwargs["address"] = ray_address
             else:
@@ -109,12 +122,12 @@ class RayExecutor:
         for _ in range(workers):
             # CPU actors reserve one CPU but run torch on `threads`: decode/encode threads share them.
             opts: dict[str, Any] = {"num_gpus": per} if gpus else {"num_cpus": 1}
-            actors.append(worker_cls.options(**opts).remote(ref, str(path), cfg.device if gpus else "cpu",
+            actors.append(worker_cls.options(**opts).remote([ref], str(path), cfg.device if gpus else "cpu",
                                                             cfg.precision, threads))
         log.info("Ray: %d model worker(s) on %s (%.0f GPU, %.0f CPU in the cluster)", workers,
                  ray_address or "a local cluster", gpus, cpus)
         ex = cls(actors, meta["sha256"], own)
-        ex.weights_ref = ref  # keeps the actors' constructor argument alive for restarts
+        ex.weights_ref = ref  # the driver keeps the weights alive for the actors' whole life
         return ex
 
     def placement(self) -> list[dict[str, Any]]:
