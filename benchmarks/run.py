@@ -287,8 +287,11 @@ def colour_math_only(pre: Predecoded, cfg: JobConfig, colorizer: Colorizer) -> f
 
 
 def measure_memory(src: Path, out: Path, cfg: JobConfig) -> dict[str, Any]:
-    """Colorize `src` in a fresh interpreter; its peak RSS comes from wait4's rusage (and the
-    child's own VmHWM as a cross-check)."""
+    """Colorize `src` in a fresh interpreter and return its own VmHWM (peak RSS) and more.
+
+    wait4's ru_maxrss is kept in the JSON but is not the figure: on Linux, exec carries the old
+    address space's high-water mark into the child's maxrss, and subprocess forks/vforks from
+    this (large) process, so ru_maxrss reads at least this process's RSS."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child-colorize", str(src), str(out),
            json.dumps(dataclasses.asdict(cfg))]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
@@ -481,8 +484,12 @@ def run_all(args: argparse.Namespace, cfg: JobConfig, work: Path) -> tuple[Resul
         "job_config": dataclasses.asdict(cfg), "git": _git(),
     }
 
-    clip = trimmed_copy(args.clip, work / "clip.mp4", args.max_frames, args.prep) if args.max_frames or \
-        args.prep == "grey" else args.clip
+    if args.prep == "grey":
+        clip = trimmed_copy(args.clip, work / "clip.mp4", args.max_frames, "grey")
+    elif args.max_frames:  # stream copy keeps the codec, so keep a container that holds it
+        clip = trimmed_copy(args.clip, work / f"clip{args.clip.suffix}", args.max_frames, "copy")
+    else:
+        clip = args.clip
     hd = None
     if "hd" not in skip:
         hd = make_grey_clip(work / "hd1080.mp4", 1920, 1080, args.hd_frames, fps=24)
@@ -613,13 +620,13 @@ def memory_rows(args: argparse.Namespace, cfg: JobConfig, work: Path, res: Resul
         frames = max(1, round(secs * 24))
         src = make_grey_clip(work / f"mem_{secs:g}s.mp4", 1280, 720, frames, fps=24)
         m = measure_memory(src, work / f"mem_out_{secs:g}s.mp4", cfg)
-        peak_mb = m["ru_maxrss_kb"] / 1024
+        peak_mb = m["vmhwm_kb"] / 1024
         peaks.append(peak_mb)
         res.add(f"rss_{secs:g}s", f"peak RSS, 720p {secs:g} s", "MB", peak_mb,
-                f"fresh process; after model load {m['rss_after_load_kb'] / 1024:.0f} MB; "
-                f"{m['frames'] / m['seconds']:.1f} fps")
+                f"VmHWM of a fresh process; after model load {m['rss_after_load_kb'] / 1024:.0f} MB; "
+                f"{m['frames']} frames at {m['frames'] / m['seconds']:.1f} fps")
         res.details.setdefault("memory", []).append({"seconds": secs, **m})
-        log.info("memory %g s 720p: peak %.0f MB (VmHWM %.0f MB)", secs, peak_mb, m["vmhwm_kb"] / 1024)
+        log.info("memory %g s 720p: peak %.0f MB", secs, peak_mb)
     if len(peaks) >= 2:
         res.derive("rss_growth", "peak RSS longest / shortest", "x", peaks[-1] / peaks[0],
                    f"{args.mem_seconds[-1]:g} s vs {args.mem_seconds[0]:g} s; ~1 = flat with length")

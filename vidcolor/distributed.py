@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -35,11 +36,10 @@ def _worker_class() -> Any:
     class ColorizeWorker:
         """Holds one generator; colorizes whole chunks (decode, model, smoothing, encode)."""
 
-        # The weights arrive wrapped in a list, so Ray passes the reference instead of resolving
-        # it: the actor fetches them on first use, again after a restart, and the constructor
-        # holds no object-store arguments (which Ray cannot guarantee across restarts).
-        def __init__(self, weights: list[Any], weights_name: str, device: str, precision: str, threads: int) -> None:
-            self.weights_ref = weights[0]
+        # The weights come from a small store actor on first use (and again after a restart):
+        # constructor arguments in the object store are not guaranteed to survive a restart.
+        def __init__(self, store_name: str, weights_name: str, device: str, precision: str, threads: int) -> None:
+            self.store_name = store_name
             self.args = (weights_name, device, precision)
             self.threads = threads
             self.colorizer: Any = None
@@ -54,7 +54,8 @@ def _worker_class() -> Any:
                 if self.threads > 0 and not torch.cuda.is_available():
                     torch.set_num_threads(self.threads)
                 name, device, precision = self.args
-                self.colorizer = Colorizer.from_file(name, device, precision, data=_ray.get(self.weights_ref))
+                weights = _ray.get(_ray.get_actor(self.store_name).get.remote())
+                self.colorizer = Colorizer.from_file(name, device, precision, data=weights)
             return self.colorizer
 
         def where(self) -> dict[str, Any]:
@@ -72,6 +73,25 @@ def _worker_class() -> Any:
     return ColorizeWorker
 
 
+def _store_class() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class WeightsStore:
+        """Holds the generator checkpoint bytes for the workers (sent once from the driver)."""
+
+        def __init__(self) -> None:
+            self.data = b""
+
+        def put(self, data: bytes) -> None:
+            self.data = data
+
+        def get(self) -> bytes:
+            return self.data
+
+    return WeightsStore
+
+
 class RayExecutor:
     """Runs chunks on Ray actors; yields finished (chunk, segment bytes, frames, errors) in
     completion order."""
@@ -80,7 +100,7 @@ class RayExecutor:
         self.actors = actors
         self.weights_sha256 = weights_sha256
         self.own_cluster = own_cluster
-        self.weights_ref: Any = None
+        self.store: Any = None
 
     @classmethod
     def start(cls, cfg: JobConfig, ray_address: str | None = None, workers: int | None = None,
@@ -117,17 +137,19 @@ class RayExecutor:
             raise ConfigError("--workers must be at least 1 with Ray (0 runs without Ray)")
         threads = 0 if gpus else max(1, int(cpus // workers))
         worker_cls = _worker_class()
-        ref = ray.put(weights)
+        store_name = f"vidcolor-weights-{uuid.uuid4().hex[:12]}"
+        store = _store_class().options(name=store_name).remote()
+        ray.get(store.put.remote(weights))
         actors = []
         for _ in range(workers):
             # CPU actors reserve one CPU but run torch on `threads`: decode/encode threads share them.
             opts: dict[str, Any] = {"num_gpus": per} if gpus else {"num_cpus": 1}
-            actors.append(worker_cls.options(**opts).remote([ref], str(path), cfg.device if gpus else "cpu",
+            actors.append(worker_cls.options(**opts).remote(store_name, str(path), cfg.device if gpus else "cpu",
                                                             cfg.precision, threads))
         log.info("Ray: %d model worker(s) on %s (%.0f GPU, %.0f CPU in the cluster)", workers,
                  ray_address or "a local cluster", gpus, cpus)
         ex = cls(actors, meta["sha256"], own)
-        ex.weights_ref = ref  # the driver keeps the weights alive for the actors' whole life
+        ex.store = store
         return ex
 
     def placement(self) -> list[dict[str, Any]]:
@@ -188,7 +210,7 @@ class RayExecutor:
     def shutdown(self) -> None:
         import ray
 
-        for a in self.actors:
+        for a in [*self.actors, self.store]:
             try:
                 ray.kill(a)
             except Exception:
