@@ -65,12 +65,43 @@ def _worker_class() -> Any:
                     "pid": os.getpid()}
 
         def process(self, info: SourceInfo, chunk: Chunk, source: Any, cfg: JobConfig,
-                    fmt: str) -> tuple[bytes, int, int]:
+                    fmt: str, progress: Any = None) -> tuple[bytes, int, int]:
             from .pipeline import process_chunk
 
-            return process_chunk(info, chunk, source, cfg, self._model(), fmt)
+            pending = [0]
+
+            def tick(n: int) -> None:
+                # Fire-and-forget, every few frames: the driver's bar moves within a chunk.
+                pending[0] += n
+                if progress is not None and pending[0] >= 8:
+                    progress.add.remote(pending[0])
+                    pending[0] = 0
+
+            result = process_chunk(info, chunk, source, cfg, self._model(), fmt, tick)
+            if progress is not None and pending[0]:
+                progress.add.remote(pending[0])
+            return result
 
     return ColorizeWorker
+
+
+def _progress_class() -> Any:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Progress:
+        """Frames encoded so far, across all workers (a retried chunk counts again)."""
+
+        def __init__(self) -> None:
+            self.frames = 0
+
+        def add(self, n: int) -> None:
+            self.frames += n
+
+        def value(self) -> int:
+            return self.frames
+
+    return Progress
 
 
 def _store_class() -> Any:
@@ -167,10 +198,20 @@ class RayExecutor:
         load = {i: 0 for i in range(len(self.actors))}
         owner: dict[Any, int] = {}
         limit = IN_FLIGHT_PER_WORKER * len(self.actors)
+        progress = _progress_class().remote() if on_frames else None
+        total = sum(c.frames for c in chunks)
+        shown = done_frames = 0
+
+        def advance(to: int) -> None:
+            nonlocal shown
+            to = min(to, total)
+            if on_frames and to > shown:
+                on_frames(to - shown)
+                shown = to
 
         def submit(chunk: Chunk, source_ref: Any, attempt: int) -> None:
             i = min(load, key=lambda k: (load[k], k))
-            ref = self.actors[i].process.remote(info, chunk, source_ref, cfg, fmt)
+            ref = self.actors[i].process.remote(info, chunk, source_ref, cfg, fmt, progress)
             inflight[ref] = (chunk, source_ref, attempt)
             owner[ref] = i
             load[i] += 1
@@ -181,7 +222,11 @@ class RayExecutor:
                     chunk = pending.pop(0)
                     source = read_chunk(info, chunk.warmup_pts, chunk.end_pts, from_start=chunk.index == 0)
                     submit(chunk, ray.put(source), 0)
-                ready, _ = ray.wait(list(inflight), num_returns=1)
+                ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+                if not ready:
+                    if progress is not None:
+                        advance(max(done_frames, ray.get(progress.value.remote())))
+                    continue
                 ref = ready[0]
                 chunk, source_ref, attempt = inflight.pop(ref)
                 load[owner.pop(ref)] -= 1
@@ -200,12 +245,14 @@ class RayExecutor:
                                 type(err).__name__)
                     submit(chunk, source_ref, attempt + 1)
                     continue
-                if on_frames:
-                    on_frames(frames)
+                done_frames += frames
+                advance(done_frames)
                 yield chunk, data, frames, errors
         finally:
             for ref in inflight:
                 ray.cancel(ref, force=True)
+            if progress is not None:
+                ray.kill(progress)
 
     def shutdown(self) -> None:
         import ray
