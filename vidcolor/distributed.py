@@ -162,6 +162,11 @@ class RayExecutor:
         if cfg.device == "cpu":
             gpus = 0.0
         per = gpus_per_worker if gpus_per_worker is not None else 1.0
+        if gpus_per_worker is not None and cfg.device != "cpu" and not gpus:
+            # Asked for GPUs on a cluster that has none up yet: request them anyway, so an
+            # autoscaling cluster starts GPU workers (the actors wait until they arrive).
+            log.info("no GPU in the cluster yet: model workers will wait for GPU nodes")
+            gpus = per * (workers or 1)
         if workers is None:
             workers = max(1, int(gpus // per)) if gpus >= per else 1
         if workers < 1:
