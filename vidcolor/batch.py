@@ -8,7 +8,7 @@ from typing import Any
 
 from .config import JobConfig, load_config
 from .errors import ConfigError
-from .pipeline import JobResult, run_job
+from .pipeline import JobResult, job_dir_for, run_job
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,10 @@ def colorize_many(inputs: list[Path], *, output: Path | None, out_dir: Path | No
     results = []
     try:
         for src, out in jobs:
+            if out_dir is not None and out.exists() and not overwrite and not job_dir_for(out).exists():
+                # A batch is resumable as a whole: finished files are skipped, not refused.
+                log.info("%s: already done (%s exists; --overwrite redoes it)", src, out)
+                continue
             if len(jobs) > 1:
                 log.info("%s -> %s", src, out)
             results.append(run_job(src, out, cfg, overwrite=overwrite, restart=restart, progress=progress,
