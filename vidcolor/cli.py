@@ -35,11 +35,13 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--video-stream", type=int, help="which video stream to colorize (0 = first)")
     g.add_argument("--allow-colour-input", action="store_const", const=True,
                    help="recolour a source that already has colour, from its luma")
+    g.add_argument("--deinterlace", action="store_const", const=True,
+                   help="deinterlace (yadif) and write progressive video; default keeps it interlaced")
 
 
 JOB_KEYS = ("weights", "working_size", "batch_size", "saturation", "precision", "device", "smoothing",
             "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
-            "warmup_frames", "video_stream", "allow_colour_input")
+            "warmup_frames", "video_stream", "allow_colour_input", "deinterlace")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ class JobConfig:
     warmup_frames: int = 8
     video_stream: int = 0  # which video stream to colorize (index among video streams)
     allow_colour_input: bool = False
+    deinterlace: bool = False  # interlaced frames through yadif; the output is progressive
 
     def validate(self) -> JobConfig:
         if self.encoder not in ENCODERS:

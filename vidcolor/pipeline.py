@@ -10,6 +10,7 @@ Ray task, and only the driver (`run_job`) writes files.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -103,8 +104,8 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
             q.put(("error", err))
 
     t = threading.Thread(target=run, daemon=True)
-    t.start()
     try:
+        t.start()
         while True:
             kind, value = q.get()
             if kind == "item":
@@ -115,6 +116,9 @@ def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
                 return
     finally:
         stop.set()
+        # Wait for it: a thread still in torch when Python exits (Ctrl-C) aborts the process.
+        with contextlib.suppress(RuntimeError):  # interrupted before the thread started
+            t.join(timeout=10)
 
 
 def colorize_frames(
@@ -175,15 +179,21 @@ def process_chunk(
     stats = DecodeStats()
     buf = io.BytesIO()
     enc = SegmentEncoder(buf, fmt, info, cfg)
-    decoded = prefetch(decode_chunk(source, info, chunk.warmup_pts, chunk.end_pts, stats), 2 * cfg.batch_size)
+    decoded = prefetch(decode_chunk(source, info, chunk.warmup_pts, chunk.end_pts, stats, cfg.deinterlace),
+                       2 * cfg.batch_size)
     composed = prefetch(
         colorize_frames(decoded, info, cfg, colorizer, chunk.start_pts, enc.chroma_size, enc.bits),
         cfg.batch_size,
     )
-    for pts, y, u, v in composed:
-        enc.write(pts, y, u, v)
-        if on_frame:
-            on_frame(1)
+    try:
+        for pts, y, u, v in composed:
+            enc.write(pts, y, u, v)
+            if on_frame:
+                on_frame(1)
+    finally:  # stop the stage threads now, also on Ctrl-C
+        composed.close()
+        with contextlib.suppress(ValueError):  # still in use by a thread that did not stop
+            decoded.close()
     enc.close()
     return buf.getvalue(), enc.frames, stats.errors
 
@@ -415,7 +425,7 @@ def finish(manifest: Manifest, info: SourceInfo, out: Path, fmt: str) -> None:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {out}: {err.strerror or err}; the finished chunks are kept in "
                           f"{manifest.path.parent}, rerun to resume") from err
-    except VidcolorError:
+    except (VidcolorError, KeyboardInterrupt):
         tmp.unlink(missing_ok=True)
         raise
     except Exception as err:

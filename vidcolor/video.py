@@ -34,6 +34,10 @@ GREY_FORMATS = {"gray": 8, "gray10le": 10, "gray12le": 12, "gray16le": 16}
 COLORSPACE_BT709 = 1  # AVColorSpace values
 COLORSPACE_SMPTE170M = 6
 RANGE_JPEG = 2
+# AVFieldOrder: 0 unknown, 1 progressive, then interlaced: 2 TT, 3 BB, 4 TB, 5 BT (coded, displayed).
+FIELD_PROGRESSIVE = 1
+FIELD_NAMES = {2: "top field first", 3: "bottom field first", 4: "top coded, bottom shown first",
+               5: "bottom coded, top shown first"}
 
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi", ".nut": "nut"}
 
@@ -67,6 +71,7 @@ class SourceInfo:
     interlaced: bool
     colour_in_source: float  # mean |chroma - neutral| of the first frames, in code values
     other_streams: tuple[tuple[int, str, str], ...] = field(default_factory=tuple)  # (index, type, codec)
+    field_order: int = 0  # AVFieldOrder of the stream (FIELD_NAMES); 0 unknown, 1 progressive
 
 
 def _open(path: str | os.PathLike) -> av.container.InputContainer:
@@ -182,6 +187,7 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
             interlaced=bool(getattr(first, "interlaced_frame", False)),
             colour_in_source=float(np.mean(chroma_dev)) if chroma_dev else 0.0,
             other_streams=others,
+            field_order=int(cc.field_order or 0),
         )
 
 
@@ -359,12 +365,51 @@ def read_chunk(info: SourceInfo, warmup_pts: int, end_pts: int | None, from_star
                            cc.height or info.height, vs.time_base, packets)
 
 
+def deinterlaced(frames: Iterator[av.VideoFrame], time_base: Fraction, field_order: int) -> Iterator[av.VideoFrame]:
+    """The frames through FFmpeg's yadif, one frame out per frame in, same pts. Only frames the
+    decoder marks interlaced are changed (deint=interlaced); the field shown first is kept as it
+    is and the other one interpolated. yadif looks one frame ahead: it is flushed at the end.
+    The field order comes from the stream: frames decoded here lack the top-field-first flag
+    (yadif's parity=auto then takes every frame for bottom field first)."""
+    parity = {2: "tff", 5: "tff", 3: "bff", 4: "bff"}.get(field_order, "auto")
+    graph = None
+    for frame in _with_end(frames):
+        if graph is None:
+            if frame is None:
+                return
+            graph = av.filter.Graph()
+            buf = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=time_base)
+            yadif = graph.add("yadif", f"mode=send_frame:parity={parity}:deint=interlaced")
+            sink = graph.add("buffersink")
+            buf.link_to(yadif)
+            yadif.link_to(sink)
+            graph.configure()
+        if frame is not None and frame.time_base is None:
+            frame.time_base = time_base
+        graph.vpush(frame)
+        while True:
+            try:
+                out = graph.vpull()
+            except (BlockingIOError, av.error.EOFError):
+                break
+            if out.pts is not None and out.time_base and out.time_base != time_base:
+                out.pts = round(out.pts * out.time_base / time_base)  # yadif halves the time base
+                out.time_base = time_base
+            yield out
+
+
+def _with_end(frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame | None]:
+    yield from frames
+    yield None
+
+
 def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: int | None,
-                 stats: DecodeStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
+                 stats: DecodeStats | None = None, deinterlace: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """(pts, Y plane) for each decoded frame with start_pts <= pts < end_pts.
 
     A packet that fails to decode is counted and skipped (the decoder conceals what it can);
-    the final empty packet flushes the frames the decoder still holds."""
+    the final empty packet flushes the frames the decoder still holds. `deinterlace`: interlaced
+    frames go through yadif first (the output is then progressive)."""
     stats = stats if stats is not None else DecodeStats()
     dec = av.CodecContext.create(src.codec, "r")
     if src.extradata:
@@ -397,7 +442,8 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
                 stats.errors += 1
             yield frame
 
-    for pts, frame in rising_pts(counted(), start_pts, step):
+    decoded = deinterlaced(counted(), src.time_base, info.field_order) if deinterlace else counted()
+    for pts, frame in rising_pts(decoded, start_pts, step):
         if pts < start_pts:
             continue
         if end_pts is not None and pts >= end_pts:
@@ -499,9 +545,19 @@ class SegmentEncoder:
                 setattr(cc, attr, value)
         if info.colorspace in (0, 2):  # untagged source: tag the matrix the chroma was made with
             cc.colorspace = COLORSPACE_BT709 if info.matrix == "bt709" else COLORSPACE_SMPTE170M
+        # Interlaced film stays interlaced and says in which order its fields are shown; with
+        # --deinterlace the frames were made progressive on decode and are tagged so.
+        field_order = FIELD_PROGRESSIVE if cfg.deinterlace else info.field_order
+        if field_order:
+            cc.field_order = field_order
         opts: dict[str, str] = {}
         if cfg.encoder in ("h264", "h265"):
             opts = {"crf": str(cfg.crf), "preset": cfg.preset}
+            # x264 codes interlaced pictures (field/MBAFF; tff/bff is the order shown) when each
+            # field has whole chroma rows: 4:2:0 needs a height divisible by 4.
+            if (cfg.encoder == "h264" and field_order in FIELD_NAMES
+                    and info.height % (4 if "420" in self.pix_fmt else 2) == 0):
+                opts["x264-params"] = "interlaced=1:" + ("tff=1" if field_order in (2, 5) else "bff=1")
             if cfg.encoder == "h265":
                 opts["x265-params"] = "log-level=error"
         elif cfg.encoder == "ffv1":
@@ -567,11 +623,15 @@ def check_streams_fit(info: SourceInfo, fmt: str) -> None:
 
 def join(segments: list[Path], info: SourceInfo, dest: Path, fmt: str) -> dict[str, int]:
     """Concatenate video segments by stream copy and copy every audio/subtitle packet of the
-    source, interleaved by time. Writes `dest` (the caller renames it into place)."""
+    source, interleaved by time, with the source's metadata and chapters. Writes `dest` (the
+    caller renames it into place)."""
     counts = {"video": 0, "audio": 0, "subtitle": 0}
     with _open(info.path) as src, av.open(str(dest), "w", format=fmt,
                                           options=_muxer_options(fmt, info.time_base)) as out:
         out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in ("encoder",)})
+        chapters = src.chapters()
+        if chapters:
+            out.set_chapters(chapters)
         first_seg = av.open(str(segments[0]))
         vtemplate = first_seg.streams.video[0]
         vout = out.add_stream_from_template(vtemplate)
@@ -602,6 +662,7 @@ def join(segments: list[Path], info: SourceInfo, dest: Path, fmt: str) -> dict[s
                         if ss.time_base != info.time_base:
                             p.pts = _rescale(p.pts, ss.time_base, info.time_base)
                             p.dts = _rescale(p.dts, ss.time_base, info.time_base)
+                            p.duration = _rescale(p.duration, ss.time_base, info.time_base) or 0
                             p.time_base = info.time_base
                         if p.dts is not None and last_dts is not None and p.dts <= last_dts:
                             p.dts = last_dts + 1  # keep decode order strictly rising across seams
