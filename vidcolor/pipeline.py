@@ -358,7 +358,8 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
     if not pts:
         raise BadInputError(f"no video frames in {src}")
     chunks = planmod.plan_chunks(pts, keyframe_pts(info), float(info.time_base), cfg.chunk_seconds,
-                                 cfg.warmup_frames)
+                                 # yadif needs the frame before a chunk's first one
+                                 max(cfg.warmup_frames, 1 if cfg.deinterlace else 0))
     suffix = ".mkv" if segment_format(cfg.encoder) == "matroska" else ".mov"
     manifest = Manifest(mpath, fingerprint, chunks, {}, time.time(), segment_suffix=suffix)
     manifest.save()
