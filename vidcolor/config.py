@@ -28,7 +28,7 @@ class JobConfig:
     """Everything that decides the output of a colorize job (see configs/default.toml)."""
 
     weights: str = ""  # empty: the shipped model in vidcolor/weights/generator.pt
-    working_size: int = 256  # short side of the model input, px
+    working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
     batch_size: int = 8
     saturation: float = 1.0  # gain on predicted chroma (1 = as the model predicts)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
