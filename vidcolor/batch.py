@@ -61,8 +61,14 @@ def colorize_many(inputs: list[Path], *, output: Path | None, out_dir: Path | No
     if workers != 0:
         from .distributed import RayExecutor
 
-        executor = RayExecutor.start(cfg, ray_address=ray_address, workers=workers,
-                                     gpus_per_worker=gpus_per_worker)
+        try:
+            executor = RayExecutor.start(cfg, ray_address=ray_address, workers=workers,
+                                         gpus_per_worker=gpus_per_worker)
+        except ConfigError as err:
+            if ray_address or workers:
+                raise
+            # One machine, no cluster asked for: a Ray that cannot start is no reason to fail.
+            log.warning("%s; running in this process instead", err)
     results = []
     try:
         for src, out in jobs:
