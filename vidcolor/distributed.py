@@ -140,7 +140,10 @@ class RayExecutor:
         path = cfg.weights_path
         _, meta = load_generator(path)
         weights = path.read_bytes()
-        import ray
+        try:
+            import ray
+        except ImportError as err:
+            raise ConfigError(f"Ray is not available ({err})") from err
 
         own = not ray.is_initialized()
         if own:
