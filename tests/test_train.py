@@ -77,6 +77,19 @@ def test_train_resume_and_reproduce(tmp_path: Path, photos: Path) -> None:
     assert (a / "generator_0000004.pt").exists()
 
 
+def test_train_from_exported_generator(tmp_path: Path, photos: Path) -> None:
+    import dataclasses
+
+    a = tmp_path / "a"
+    train(_cfg(photos, a, 2))
+    b = tmp_path / "b"
+    cfg = dataclasses.replace(_cfg(photos, b, 4), init_generator=str(a / "generator_latest.pt"), start_step=2)
+    train(cfg)
+    assert len(_losses(b)) == 2  # steps 3 and 4 only
+    _, meta = load_generator(b / "generator_latest.pt")
+    assert meta["steps"] == 4
+
+
 def test_train_config_validated() -> None:
     with pytest.raises(ConfigError, match="multiple"):
         load_config(TrainConfig, None, {"crop": 100, "num_downs": 7})

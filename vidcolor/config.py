@@ -103,6 +103,8 @@ class TrainConfig:
     log_every: int = 50
     checkpoint_every: int = 500
     snapshot_every: int = 2000  # fp16 generator exports kept for `vidcolor eval`
+    init_generator: str = ""  # start G from this exported generator (e.g. the shipped model)
+    start_step: int = 0  # step count to credit to init_generator (decides NoGAN vs GAN phase)
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):

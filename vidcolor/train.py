@@ -70,6 +70,16 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         opt_d.load_state_dict(st["opt_d"])
         step = int(st["step"])
         log.info("resumed %s at step %d", state_path, step)
+    elif cfg.init_generator:
+        # A new run from an exported generator: G continues, D and the optimisers start fresh.
+        from .model import load_generator
+
+        src, _ = load_generator(cfg.init_generator)
+        if src.cfg != g.cfg:
+            raise ValueError(f"init_generator {cfg.init_generator} is {src.cfg}, the recipe asks for {g.cfg}")
+        g.load_state_dict(src.state_dict())
+        step = cfg.start_step
+        log.info("generator initialised from %s, counting from step %d", cfg.init_generator, step)
 
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
     # Seed by step so a resumed run continues with fresh, reproducible batches.
