@@ -227,7 +227,11 @@ class Colorizer:
         _n, h, w = grey.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
-        x = torch.from_numpy(np.ascontiguousarray(grey)).to(self.device)[:, None] * 2.0 - 1.0
+        x = torch.from_numpy(np.ascontiguousarray(grey))
+        if self.device.type == "cuda":
+            # Pinned host memory lets the copy run asynchronously to the host thread.
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x[:, None] * 2.0 - 1.0
         if ph or pw:
             # Reflect-pad to the U-Net's multiple; tiny frames fall back to replicate.
             mode = "reflect" if ph < h and pw < w else "replicate"
