@@ -47,7 +47,7 @@ from vidcolor.config import DEFAULT_WEIGHTS, JobConfig, TrainConfig, load_config
 from vidcolor.model import Colorizer  # noqa: E402
 from vidcolor.pipeline import LocalExecutor, prefetch, run_job, small_grey, working_size  # noqa: E402
 from vidcolor.temporal import TemporalSmoother  # noqa: E402
-from vidcolor.video import SourceInfo, decode_chunk, iter_luma, probe, read_chunk  # noqa: E402
+from vidcolor.video import SourceInfo, decode_chunk, probe, read_chunk  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -230,7 +230,7 @@ def predecode(src: Path, cfg: JobConfig) -> Predecoded:
     info = probe(src, cfg.video_stream)
     size = working_size(info.width, info.height, cfg.working_size)
     greys, resize_s = [], 0.0
-    for _, y in iter_luma(info):
+    for _, y in decode_chunk(read_chunk(info, info.start_pts, None, True), info, info.start_pts, None):
         t0 = _now()
         greys.append(small_grey(y, size, info))
         resize_s += _now() - t0
@@ -323,10 +323,9 @@ def train_throughput(recipe: Path, steps: int, warmup: int, rounds: int, res: Re
     alone on L1 (the NoGAN warm start) and the full G(L1 + GAN) + D step, as vidcolor/train.py
     runs them (bf16 autocast where the recipe says so, channels_last, Adam)."""
     import torch
-    from torch import nn
 
     from vidcolor.model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights
-    from vidcolor.train import _autocast
+    from vidcolor.train import train_step
 
     tcfg = load_config(TrainConfig, recipe)
     threads_before = torch.get_num_threads()
@@ -342,32 +341,12 @@ def train_throughput(recipe: Path, steps: int, warmup: int, rounds: int, res: Re
     d = d.to(memory_format=torch.channels_last).train()
     opt_g = torch.optim.Adam(g.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=tcfg.lr, betas=(tcfg.beta1, 0.999))
-    bce = nn.BCEWithLogitsLoss()
     b, c = tcfg.batch_size, tcfg.crop
     x = (torch.rand(b, 1, c, c, device=device) * 2 - 1).contiguous(memory_format=torch.channels_last)
     y = ((torch.rand(b, 2, c, c, device=device) * 2 - 1) * 0.5).contiguous(memory_format=torch.channels_last)
 
-    def step(use_gan: bool) -> None:  # the body of train.py's loop
-        with _autocast(device, tcfg.precision):
-            fake = g(x)
-        if use_gan:
-            opt_d.zero_grad(set_to_none=True)
-            with _autocast(device, tcfg.precision):
-                pred_fake = d(torch.cat([x, fake.detach()], 1))
-                pred_real = d(torch.cat([x, y], 1))
-                d_fake = bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
-                d_real = bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
-            ((d_fake + d_real) * 0.5).backward()
-            opt_d.step()
-        opt_g.zero_grad(set_to_none=True)
-        with _autocast(device, tcfg.precision):
-            l1 = (fake.float() - y).abs().mean()
-            loss = tcfg.lambda_l1 * l1
-            if use_gan:
-                pred = d(torch.cat([x, fake], 1))
-                loss = loss + tcfg.lambda_gan * bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
-        loss.backward()
-        opt_g.step()
+    def step(use_gan: bool) -> None:  # exactly train.py's step
+        train_step(g, d, opt_g, opt_d, x, y, tcfg, use_gan)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

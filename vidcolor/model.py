@@ -133,10 +133,15 @@ def save_generator(net: UnetGenerator, path: str | os.PathLike, meta: dict[str, 
     """Write a self-describing generator checkpoint atomically (fp16 by default: half the size)."""
     state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
     blob = {"format": CHECKPOINT_FORMAT, "config": asdict(net.cfg), "state_dict": state, "meta": meta or {}}
+    save_atomic(blob, path)
+
+
+def save_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save to `name.part`, fsync, rename: a crash leaves the old file or the new one."""
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "wb") as f:
-        torch.save(blob, f)
+        torch.save(obj, f)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

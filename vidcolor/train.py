@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,7 +21,7 @@ from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
 from .data import PhotoBatches, load_image_cache
-from .model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights, save_generator
+from .model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights, save_atomic, save_generator
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +30,6 @@ def _autocast(device: torch.device, precision: str) -> Any:
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
-
-
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
@@ -84,7 +74,6 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
     # Seed by step so a resumed run continues with fresh, reproducible batches.
     batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step)
-    bce = nn.BCEWithLogitsLoss()
     csv_path = out / "log.csv"
     new_csv = not csv_path.exists()
     csv_file = open(csv_path, "a", newline="")
@@ -110,30 +99,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
-            with _autocast(device, cfg.precision):
-                fake = g(x)
-            d_real = d_fake = g_gan = torch.zeros((), device=device)
-            if use_gan:
-                opt_d.zero_grad(set_to_none=True)
-                with _autocast(device, cfg.precision):
-                    pred_fake = d(torch.cat([x, fake.detach()], 1))
-                    pred_real = d(torch.cat([x, y], 1))
-                    d_fake = bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
-                    d_real = bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
-                ((d_fake + d_real) * 0.5).backward()
-                opt_d.step()
-            opt_g.zero_grad(set_to_none=True)
-            with _autocast(device, cfg.precision):
-                l1 = (fake.float() - y).abs().mean()
-                loss = cfg.lambda_l1 * l1
-                if use_gan:
-                    pred = d(torch.cat([x, fake], 1))
-                    g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
-                    loss = loss + cfg.lambda_gan * g_gan
-            loss.backward()
-            opt_g.step()
+            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan)
             step += 1
-            acc += [l1.item(), g_gan.item(), d_real.item(), d_fake.item()]
+            acc += losses
             n_acc += 1
             bar.update(1)
             if step % cfg.log_every == 0:
@@ -158,12 +126,43 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     return latest
 
 
+def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tensor, y: torch.Tensor,
+               cfg: TrainConfig, use_gan: bool) -> list[float]:
+    """One pix2pix step: D on (grey, real) vs (grey, fake), then G on 100 x L1 (+ GAN).
+    Returns [l1, g_gan, d_real, d_fake] (zeros for the GAN terms in the L1-only phase)."""
+    bce = nn.BCEWithLogitsLoss()
+    zero = torch.zeros((), device=x.device)
+    with _autocast(x.device, cfg.precision):
+        fake = g(x)
+    d_real = d_fake = g_gan = zero
+    if use_gan:
+        opt_d.zero_grad(set_to_none=True)
+        with _autocast(x.device, cfg.precision):
+            pred_fake = d(torch.cat([x, fake.detach()], 1))
+            pred_real = d(torch.cat([x, y], 1))
+            d_fake = bce(pred_fake.float(), torch.zeros_like(pred_fake, dtype=torch.float32))
+            d_real = bce(pred_real.float(), torch.ones_like(pred_real, dtype=torch.float32))
+        ((d_fake + d_real) * 0.5).backward()
+        opt_d.step()
+    opt_g.zero_grad(set_to_none=True)
+    with _autocast(x.device, cfg.precision):
+        l1 = (fake.float() - y).abs().mean()
+        loss = cfg.lambda_l1 * l1
+        if use_gan:
+            pred = d(torch.cat([x, fake], 1))
+            g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
+            loss = loss + cfg.lambda_gan * g_gan
+    loss.backward()
+    opt_g.step()
+    return [l1.item(), g_gan.item(), d_real.item(), d_fake.item()]
+
+
 def _meta(cfg: TrainConfig, step: int) -> dict[str, Any]:
     return {"steps": step, "train_config": config_dict(cfg), "images_seen": step * cfg.batch_size}
 
 
 def _checkpoint(g: UnetGenerator, d: nn.Module, opt_g: Any, opt_d: Any, step: int, cfg: TrainConfig,
                 state_path: Path, latest: Path) -> None:
-    _save_state(state_path, {"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
-                             "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)})
+    save_atomic({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
+                 "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)}, state_path)
     save_generator(g, latest, _meta(cfg, step))

@@ -250,34 +250,6 @@ class DecodeStats:
     frames: int = 0
 
 
-def iter_luma(info: SourceInfo, start_pts: int | None = None, end_pts: int | None = None,
-              stats: DecodeStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(pts, Y plane) for each frame with start_pts <= pts < end_pts (None: open end).
-
-    Frames without a timestamp get one from their predecessor, so output timing stays whole.
-    """
-    stats = stats if stats is not None else DecodeStats()
-    errs = [0]
-    step = _frame_step(info)
-    with _open(info.path) as c:
-        vs = c.streams[info.stream_index]
-        vs.thread_type = "AUTO"
-        try:
-            for pts, frame in rising_pts(_decode_frames(c, vs, errs, start_pts), info.start_pts, step):
-                if start_pts is not None and pts < start_pts:
-                    continue
-                if end_pts is not None and pts >= end_pts:
-                    break
-                if _working_layout(frame.format.name) is None:
-                    frame = frame.reformat(format="yuv420p")
-                stats.frames += 1
-                yield pts, read_plane(frame, 0)
-        except av.error.FFmpegError as err:
-            raise BadInputError(f"cannot read video from {info.path}: {err}") from err
-        finally:
-            stats.errors += errs[0]
-
-
 def rising_pts(frames: Iterator[av.VideoFrame], first: int, step: int, depth: int = 4
                ) -> Iterator[tuple[int, av.VideoFrame]]:
     """(pts, frame) with strictly rising pts. Decoders emit frames in display order, but damaged
