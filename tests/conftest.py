@@ -151,6 +151,16 @@ def packets(path: Path, kind: str = "audio") -> list[list[tuple[bytes, int | Non
     return out
 
 
+def chunks_done(manifest: Path) -> int:
+    """Finished chunks in a job's manifest; 0 while it is missing or being replaced."""
+    import json
+
+    try:
+        return len(json.loads(manifest.read_text())["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small random U-Net (pix2pix init) with a tint, so colour is clearly non-neutral.

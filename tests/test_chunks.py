@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packets, plane
+from conftest import chunks_done, decode_all, make_clip, packets, plane
 
 from vidcolor.cli import main
 from vidcolor.config import JobConfig
@@ -177,10 +177,7 @@ def test_sigkill_midway_then_resume(tmp_path: Path, tiny_weights: Path) -> None:
     done_before = 0
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        try:
-            done_before = len(json.loads(manifest.read_text())["done"])
-        except (OSError, ValueError, KeyError):
-            done_before = 0
+        done_before = chunks_done(manifest)
         if done_before >= 3:
             os.kill(proc.pid, signal.SIGKILL)
             break

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, packets, plane
+from conftest import chunks_done, decode_all, make_clip, packets, plane
 
 from vidcolor.cli import main
 from vidcolor.pipeline import job_dir_for
@@ -362,11 +362,7 @@ def test_ctrl_c_keeps_chunks_then_resumes(tmp_path, tiny_weights):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
-        try:
-            done = len(json.loads(manifest.read_text())["done"])
-        except (OSError, ValueError, KeyError):
-            done = 0
-        if done >= 1:
+        if chunks_done(manifest) >= 1:
             proc.send_signal(signal.SIGINT)
             break
         time.sleep(0.01)
