@@ -93,3 +93,39 @@ def test_train_from_exported_generator(tmp_path: Path, photos: Path) -> None:
 def test_train_config_validated() -> None:
     with pytest.raises(ConfigError, match="multiple"):
         load_config(TrainConfig, None, {"crop": 100, "num_downs": 7})
+
+
+def test_lr_schedule() -> None:
+    from vidcolor.train import lr_at
+
+    cfg = load_config(TrainConfig, None, {"lr": 1e-3, "steps": 10, "lr_decay_from": 6})
+    assert [lr_at(cfg, s) for s in (0, 6)] == [1e-3, 1e-3]
+    assert lr_at(cfg, 8) == pytest.approx(5e-4) and lr_at(cfg, 10) == 0.0
+    assert lr_at(load_config(TrainConfig, None, {"lr": 1e-3}), 10**6) == 1e-3  # no decay by default
+    with pytest.raises(ConfigError, match="lr_decay_from"):
+        load_config(TrainConfig, None, {"steps": 10, "lr_decay_from": 10})
+    with pytest.raises(ConfigError, match="ema"):
+        load_config(TrainConfig, None, {"ema": 1.0})
+
+
+def test_weight_average_exported_and_resumed(tmp_path: Path, photos: Path) -> None:
+    """With ema > 0 the exports hold the running average, and a resumed run continues it."""
+    import dataclasses
+
+    import torch
+
+    a = tmp_path / "a"
+    cfg = dataclasses.replace(_cfg(photos, a, 3), ema=0.9, nogan_steps=100, checkpoint_every=1)
+    train(cfg)
+    st3 = torch.load(a / "state.pt", weights_only=False)
+    train(dataclasses.replace(cfg, steps=4))
+    st4 = torch.load(a / "state.pt", weights_only=False)
+    exported, _ = load_generator(a / "generator_latest.pt")
+    moved = 0
+    for k, v in st4["ema"].items():
+        if v.is_floating_point():
+            want = st3["ema"][k] * 0.9 + st4["g"][k] * 0.1
+            assert torch.allclose(v, want, atol=1e-6), k
+            moved += int(not torch.equal(v, st4["g"][k]))
+            assert torch.allclose(exported.state_dict()[k].float(), v, atol=2e-3 * (1 + v.abs().max().item())), k
+    assert moved > 0  # the average is not G itself

@@ -105,6 +105,8 @@ class TrainConfig:
     snapshot_every: int = 2000  # fp16 generator exports kept for `vidcolor eval`
     init_generator: str = ""  # start G from this exported generator (e.g. the shipped model)
     start_step: int = 0  # step count to credit to init_generator (decides NoGAN vs GAN phase)
+    lr_decay_from: int = 0  # from this step lr falls linearly to 0 at `steps` (pix2pix's schedule); 0 = constant
+    ema: float = 0.0  # decay of a moving average of G's weights; > 0 exports the average instead of G
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):
@@ -115,6 +117,10 @@ class TrainConfig:
             raise ConfigError(f"training precision must be fp32 or bf16, got {self.precision!r}")
         if self.steps < 1 or self.batch_size < 1:
             raise ConfigError("steps and batch_size must be positive")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):
+            raise ConfigError("lr_decay_from must be 0 (off) or a step before `steps`")
         return self
 
 

@@ -7,6 +7,7 @@ Imports neither av nor ray, so it runs on a bare GPU machine.
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import time
@@ -52,6 +53,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
 
     step = 0
     state_path = out / "state.pt"
+    ema_state = None
     if state_path.exists():
         st = torch.load(state_path, map_location=device, weights_only=False)
         g.load_state_dict(st["g"])
@@ -59,6 +61,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         opt_g.load_state_dict(st["opt_g"])
         opt_d.load_state_dict(st["opt_d"])
         step = int(st["step"])
+        ema_state = st.get("ema")
         log.info("resumed %s at step %d", state_path, step)
     elif cfg.init_generator:
         # A new run from an exported generator: G continues, D and the optimisers start fresh.
@@ -70,6 +73,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         g.load_state_dict(src.state_dict())
         step = cfg.start_step
         log.info("generator initialised from %s, counting from step %d", cfg.init_generator, step)
+    # The weight average starts from G wherever G starts (fresh, resumed without one, or imported).
+    ema = copy.deepcopy(g).eval() if cfg.ema > 0 else None
+    if ema is not None and ema_state is not None:
+        ema.load_state_dict(ema_state)
 
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
     # Seed by step so a resumed run continues with fresh, reproducible batches.
@@ -99,7 +106,12 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
+            for opt in (opt_g, opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(cfg, step)
             losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan)
+            if ema is not None:
+                update_ema(ema, g, cfg.ema)
             step += 1
             acc += losses
             n_acc += 1
@@ -115,15 +127,33 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
                 n_acc = 0
                 last_t, last_step = now, step
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _checkpoint(g, d, opt_g, opt_d, step, cfg, state_path, latest)
+                _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
             if step % cfg.snapshot_every == 0:
-                save_generator(g, out / f"generator_{step:07d}.pt", _meta(cfg, step))
+                save_generator(g if ema is None else ema, out / f"generator_{step:07d}.pt", _meta(cfg, step))
     finally:
         bar.close()
         batches.close()
         csv_file.close()
-    _checkpoint(g, d, opt_g, opt_d, step, cfg, state_path, latest)
+    _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
     return latest
+
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """Constant lr, then (from `lr_decay_from`) a straight line to 0 at `steps`, as pix2pix does."""
+    if not cfg.lr_decay_from or step < cfg.lr_decay_from:
+        return cfg.lr
+    return cfg.lr * max(0.0, (cfg.steps - step) / (cfg.steps - cfg.lr_decay_from))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, g: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * g, for weights and BatchNorm statistics alike:
+    the average of many nearby weights beats any one of them when single checkpoints swing."""
+    for e, v in zip(ema.state_dict().values(), g.state_dict().values()):
+        if e.is_floating_point():
+            e.lerp_(v, 1.0 - decay)
+        else:
+            e.copy_(v)
 
 
 def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tensor, y: torch.Tensor,
@@ -161,8 +191,11 @@ def _meta(cfg: TrainConfig, step: int) -> dict[str, Any]:
     return {"steps": step, "train_config": config_dict(cfg), "images_seen": step * cfg.batch_size}
 
 
-def _checkpoint(g: UnetGenerator, d: nn.Module, opt_g: Any, opt_d: Any, step: int, cfg: TrainConfig,
-                state_path: Path, latest: Path) -> None:
-    save_atomic({"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
-                 "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)}, state_path)
-    save_generator(g, latest, _meta(cfg, step))
+def _checkpoint(g: UnetGenerator, d: nn.Module, ema: UnetGenerator | None, opt_g: Any, opt_d: Any, step: int,
+                cfg: TrainConfig, state_path: Path, latest: Path) -> None:
+    state = {"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
+             "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)}
+    if ema is not None:
+        state["ema"] = ema.state_dict()
+    save_atomic(state, state_path)
+    save_generator(g if ema is None else ema, latest, _meta(cfg, step))
