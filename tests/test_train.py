@@ -129,3 +129,32 @@ def test_weight_average_exported_and_resumed(tmp_path: Path, photos: Path) -> No
             moved += int(not torch.equal(v, st4["g"][k]))
             assert torch.allclose(exported.state_dict()[k].float(), v, atol=2e-3 * (1 + v.abs().max().item())), k
     assert moved > 0  # the average is not G itself
+
+
+def test_int8_export(tmp_path: Path, tiny_weights: Path) -> None:
+    """`vidcolor export` writes int8 kernels + per-channel scales: smaller, same colours."""
+    import torch
+
+    from vidcolor.cli import main
+    from vidcolor.errors import WeightsError
+    from vidcolor.model import Colorizer
+
+    q = tmp_path / "q.pt"
+    assert main(["export", str(tiny_weights), "-o", str(q)]) == 0
+    assert q.stat().st_size < 0.75 * tiny_weights.stat().st_size
+    ref, _ = load_generator(tiny_weights)
+    net, _ = load_generator(q)
+    for (k, a), b in zip(ref.state_dict().items(), net.state_dict().values()):
+        if a.is_floating_point():
+            step = a.abs().reshape(a.shape[0], -1).amax(1).max().item() / 127 if a.dim() == 4 else 1e-3
+            assert (a - b).abs().max().item() <= step / 2 + 1e-3 * a.abs().max().item() + 1e-6, k
+    grey = np.random.default_rng(0).random((2, 40, 56), dtype=np.float32)
+    ab_ref = Colorizer(ref, "cpu", "fp32").predict(grey)
+    ab_q = Colorizer(net, "cpu", "fp32").predict(grey)
+    assert np.abs(ab_ref).mean() > 0.05 and np.abs(ab_q - ab_ref).max() < 0.01
+    blob = torch.load(q, weights_only=True)
+    key = next(iter(blob["int8_scales"]))
+    blob["int8_scales"][key] = blob["int8_scales"][key][:1].repeat(3)  # wrong length
+    torch.save(blob, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match="do not match"):
+        load_generator(tmp_path / "bad.pt")

@@ -79,9 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", type=Path, help="TOML job config")
     _job_options(e)
 
-    x = sub.add_parser("export", help="export a training checkpoint as the fp16 generator")
+    x = sub.add_parser("export", help="export a training checkpoint as the generator to ship")
     x.add_argument("checkpoint", type=Path)
     x.add_argument("-o", "--output", type=Path, required=True)
+    x.add_argument("--fp16", action="store_true",
+                   help="keep convolution kernels fp16 (default int8 + per-channel scale: half the size)")
     return p
 
 
@@ -135,8 +137,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     net, meta = load_generator(args.checkpoint)
     meta.pop("sha256", None)
-    save_generator(net, args.output, meta)
-    print(f"exported {args.output}")
+    save_generator(net, args.output, meta, int8=not args.fp16)
+    print(f"exported {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")
     return 0
 
 

@@ -129,11 +129,34 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> None:
 
 
 def save_generator(net: UnetGenerator, path: str | os.PathLike, meta: dict[str, Any] | None = None,
-                   half: bool = True) -> None:
-    """Write a self-describing generator checkpoint atomically (fp16 by default: half the size)."""
-    state = {k: (v.half() if half and v.is_floating_point() else v) for k, v in net.state_dict().items()}
+                   half: bool = True, int8: bool = False) -> None:
+    """Write a self-describing generator checkpoint atomically (fp16 by default: half the size).
+
+    `int8`: convolution kernels as int8 with one fp32 scale per leading channel, the rest fp16:
+    half the size again (for the shipped file, which every clone carries); measured -0.02 dB."""
+    state: dict[str, torch.Tensor] = {}
+    scales: dict[str, torch.Tensor] = {}
+    for k, v in net.state_dict().items():
+        if int8 and v.is_floating_point() and v.dim() == 4:
+            flat = v.float().reshape(v.shape[0], -1)
+            scale = (flat.abs().amax(1) / 127).clamp_min(1e-12)
+            state[k] = (flat / scale[:, None]).round().clamp(-127, 127).to(torch.int8).reshape(v.shape)
+            scales[k] = scale
+        else:
+            state[k] = v.half() if half and v.is_floating_point() else v
     blob = {"format": CHECKPOINT_FORMAT, "config": asdict(net.cfg), "state_dict": state, "meta": meta or {}}
+    if scales:
+        blob["int8_scales"] = scales
     save_atomic(blob, path)
+
+
+def _dequantize(state: dict[str, torch.Tensor], scales: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state.items():
+        if k in scales:
+            v = v.float() * scales[k].float().reshape(-1, *([1] * (v.dim() - 1)))
+        out[k] = v.float() if v.is_floating_point() else v
+    return out
 
 
 def save_atomic(obj: Any, path: str | os.PathLike) -> None:
@@ -170,7 +193,7 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
         if not (1 <= cfg.num_downs <= 10 and 1 <= cfg.ngf <= 512):
             raise ValueError(f"implausible architecture {cfg}")
         net = UnetGenerator(cfg)
-        net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        net.load_state_dict(_dequantize(blob["state_dict"], blob.get("int8_scales") or {}))
     except Exception as err:
         # torch's mismatch report spans many lines; the CLI prints one.
         detail = " ".join(str(err).split())[:200]
