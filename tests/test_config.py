@@ -18,8 +18,16 @@ def test_default_toml_equals_defaults_and_lists_every_option() -> None:
     assert keys == {f.name for f in dataclasses.fields(JobConfig)}
 
 
-def test_training_recipe_loads() -> None:
+def test_training_recipes_load() -> None:
     from vidcolor.config import TrainConfig
+    from vidcolor.model import load_generator
 
-    cfg = load_config(TrainConfig, ROOT / "configs" / "train_cpu.toml")
-    assert cfg.crop % (1 << cfg.num_downs) == 0
+    recipes = sorted((ROOT / "configs").glob("train_*.toml"))
+    assert len(recipes) >= 2
+    for path in recipes:
+        cfg = load_config(TrainConfig, path)
+        assert cfg.crop % (1 << cfg.num_downs) == 0
+        if cfg.init_generator:  # a recipe continuing the shipped model must match its architecture
+            net, _ = load_generator(ROOT / cfg.init_generator)
+            assert (net.cfg.ngf, net.cfg.num_downs) == (cfg.ngf, cfg.num_downs), path.name
+            assert cfg.start_step <= cfg.steps, path.name
