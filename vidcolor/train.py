@@ -77,6 +77,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     ema = copy.deepcopy(g).eval() if cfg.ema > 0 else None
     if ema is not None and ema_state is not None:
         ema.load_state_dict(ema_state)
+    exported = g if ema is None else ema  # what snapshots and generator_latest.pt hold
 
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
     # Seed by step so a resumed run continues with fresh, reproducible batches.
@@ -106,9 +107,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
-            for opt in (opt_g, opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(cfg, step)
+            lr = lr_at(cfg, step)
+            for group in (*opt_g.param_groups, *opt_d.param_groups):
+                group["lr"] = lr
             losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan)
             if ema is not None:
                 update_ema(ema, g, cfg.ema)
@@ -129,7 +130,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
             if step % cfg.snapshot_every == 0:
-                save_generator(g if ema is None else ema, out / f"generator_{step:07d}.pt", _meta(cfg, step))
+                save_generator(exported, out / f"generator_{step:07d}.pt", _meta(cfg, step))
     finally:
         bar.close()
         batches.close()
