@@ -30,12 +30,18 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def import_model() -> types.ModuleType:
-    """vidcolor.model without vidcolor/__init__.py (which needs av)."""
+def import_vidcolor() -> None:
+    """Register `vidcolor` without running vidcolor/__init__.py (which needs av), so that
+    vidcolor.model, .train and .data import on a machine with torch but no av or ray."""
     if "vidcolor" not in sys.modules:
         pkg = types.ModuleType("vidcolor")
         pkg.__path__ = [str(ROOT / "vidcolor")]
         sys.modules["vidcolor"] = pkg
+
+
+def import_model() -> types.ModuleType:
+    """vidcolor.model alone: the real UnetGenerator and Colorizer."""
+    import_vidcolor()
     import vidcolor.model as model
 
     assert sys.modules.get("av") is None and sys.modules.get("ray") is None, "the GPU bench must not import av or ray"
