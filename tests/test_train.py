@@ -158,3 +158,41 @@ def test_int8_export(tmp_path: Path, tiny_weights: Path) -> None:
     torch.save(blob, tmp_path / "bad.pt")
     with pytest.raises(WeightsError, match="do not match"):
         load_generator(tmp_path / "bad.pt")
+
+
+def test_rarity_weights() -> None:
+    """Rare (saturated) colours weigh more than common (neutral) ones, the mean weight under the
+    photos' own colour distribution is 1, and strength 0 is plain L1."""
+    from vidcolor.color import rgb_to_ab
+    from vidcolor.data import ab_rarity_weights
+
+    rng = np.random.default_rng(0)
+    photos = np.full((40, 36, 36, 3), 128, np.uint8)  # mostly grey photos...
+    photos += rng.integers(0, 12, photos.shape, dtype=np.uint8)
+    photos[:4, :, :, 0] = 230  # ...and a few red ones
+    w = ab_rarity_weights(photos, 0.5, bins=16, sample=40)
+    n = w.shape[0]
+
+    def weight_of(rgb: tuple[int, int, int]) -> float:
+        a, b = ((rgb_to_ab(np.array([[rgb]], np.float32) / 255.0)[0, 0] + 1) * n / 2).astype(int).clip(0, n - 1)
+        return float(w[a, b])
+
+    assert weight_of((135, 133, 134)) < 1 < weight_of((230, 133, 134))
+    pairs = np.concatenate([rgb_to_ab(p.astype(np.float32) / 255.0).reshape(-1, 2) for p in photos])
+    idx = ((pairs + 1) * n / 2).astype(int).clip(0, n - 1)
+    assert w[idx[:, 0], idx[:, 1]].mean() == pytest.approx(1.0, abs=1e-4)
+    assert np.allclose(ab_rarity_weights(photos, 0.0, bins=16, sample=40), 1.0)
+
+
+def test_rebalanced_training_changes_the_loss(tmp_path: Path, photos: Path) -> None:
+    import dataclasses
+
+    plain = tmp_path / "plain"
+    train(_cfg(photos, plain, 2))
+    weighted = tmp_path / "weighted"
+    train(dataclasses.replace(_cfg(photos, weighted, 2), rebalance=0.5))
+    # Same seed and data: the first step's plain L1 (logged) is equal, the updates are not.
+    assert _losses(weighted)[0][0] == _losses(plain)[0][0]
+    assert _losses(weighted)[1][0] != _losses(plain)[1][0]
+    with pytest.raises(ConfigError, match="rebalance"):
+        load_config(TrainConfig, None, {"rebalance": 1.0})

@@ -107,6 +107,7 @@ class TrainConfig:
     start_step: int = 0  # step count to credit to init_generator (decides NoGAN vs GAN phase)
     lr_decay_from: int = 0  # from this step lr falls linearly to 0 at `steps` (pix2pix's schedule); 0 = constant
     ema: float = 0.0  # decay of a moving average of G's weights; > 0 exports the average instead of G
+    rebalance: float = 0.0  # weight L1 by colour rarity (Zhang 2016 uses 0.5); 0 = plain L1
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):
@@ -119,6 +120,8 @@ class TrainConfig:
             raise ConfigError("steps and batch_size must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0.0 <= self.rebalance < 1.0:
+            raise ConfigError(f"rebalance must be in [0, 1), got {self.rebalance}")
         if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):
             raise ConfigError("lr_decay_from must be 0 (off) or a step before `steps`")
         return self

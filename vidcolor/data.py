@@ -67,6 +67,31 @@ def load_image_cache(dirs: Sequence[str | Path], side: int, cache_dir: Path) -> 
     return out
 
 
+def ab_rarity_weights(photos: np.ndarray, strength: float, bins: int = 32, sample: int = 2000,
+                      seed: int = 0) -> np.ndarray:
+    """Per-ab-bin loss weights that favour rare colours (Zhang et al. 2016's class rebalancing,
+    applied to the regression loss): w = 1 / (strength * p + (1 - strength) / Q) over the smoothed
+    empirical ab distribution p of the photos (Q = bins in use), normalised so that the mean
+    weight over the photos' pixels is 1. Without it, L1 settles on the common (brownish,
+    desaturated) colours; strength 0 gives all ones. Returns (bins, bins) float32, indexed
+    [a bin, b bin] over ab / AB_SCALE in [-1, 1]."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(photos), min(sample, len(photos)), replace=False))
+    hist = np.zeros((bins, bins), np.float64)
+    for i in idx:
+        small = cv2.resize(np.asarray(photos[i]), (36, 36), interpolation=cv2.INTER_AREA)
+        ab = rgb_to_ab(small.astype(np.float32) / 255.0).reshape(-1, 2)
+        h, _, _ = np.histogram2d(ab[:, 0], ab[:, 1], bins=bins, range=[[-1, 1], [-1, 1]])
+        hist += h
+    p = cv2.GaussianBlur(hist / hist.sum(), (0, 0), 1.0)  # Zhang smooths with sigma 5 of 10-wide bins
+    used = p > 1e-6
+    w = np.zeros_like(p)
+    w[used] = 1.0 / (strength * p[used] / p[used].sum() + (1.0 - strength) / used.sum())
+    w[~used] = w[used].max()  # colours the sample never had: as rare as the rarest seen
+    w /= (hist * w).sum() / hist.sum()  # mean weight 1 over the sampled pixels: same loss scale
+    return w.astype(np.float32)
+
+
 def degrade_luma(y: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
     """Damage that archival film has: soft contrast, blur, grain, scratches. y in [0, 1]."""
     if strength <= 0:

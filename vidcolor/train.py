@@ -21,7 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
-from .data import PhotoBatches, load_image_cache
+from .data import PhotoBatches, ab_rarity_weights, load_image_cache
 from .model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights, save_atomic, save_generator
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     exported = g if ema is None else ema  # what snapshots and generator_latest.pt hold
 
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
+    rarity = None
+    if cfg.rebalance > 0:
+        rarity = torch.from_numpy(ab_rarity_weights(photos, cfg.rebalance)).to(device)
+        log.info("rarity-weighted L1 (strength %.2f): weights %.2f..%.2f", cfg.rebalance, rarity.min(), rarity.max())
     # Seed by step so a resumed run continues with fresh, reproducible batches.
     batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step)
     csv_path = out / "log.csv"
@@ -110,7 +114,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             lr = lr_at(cfg, step)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
                 group["lr"] = lr
-            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan)
+            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity)
             if ema is not None:
                 update_ema(ema, g, cfg.ema)
             step += 1
@@ -158,9 +162,11 @@ def update_ema(ema: nn.Module, g: nn.Module, decay: float) -> None:
 
 
 def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tensor, y: torch.Tensor,
-               cfg: TrainConfig, use_gan: bool) -> list[float]:
+               cfg: TrainConfig, use_gan: bool, rarity: torch.Tensor | None = None) -> list[float]:
     """One pix2pix step: D on (grey, real) vs (grey, fake), then G on 100 x L1 (+ GAN).
-    Returns [l1, g_gan, d_real, d_fake] (zeros for the GAN terms in the L1-only phase)."""
+    `rarity` (bins x bins, see data.ab_rarity_weights) weights each pixel's L1 by how rare its
+    true colour is. Returns [l1, g_gan, d_real, d_fake] (zeros for the GAN terms in the L1-only
+    phase); l1 is the plain, unweighted L1, comparable between recipes."""
     bce = nn.BCEWithLogitsLoss()
     zero = torch.zeros((), device=x.device)
     with _autocast(x.device, cfg.precision):
@@ -177,8 +183,15 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
         opt_d.step()
     opt_g.zero_grad(set_to_none=True)
     with _autocast(x.device, cfg.precision):
-        l1 = (fake.float() - y).abs().mean()
-        loss = cfg.lambda_l1 * l1
+        err = (fake.float() - y).abs()
+        l1 = err.mean()
+        if rarity is not None:
+            n = rarity.shape[0]
+            idx = ((y + 1.0) * (n / 2)).long().clamp_(0, n - 1)
+            w = rarity[idx[:, 0], idx[:, 1]]  # one weight per pixel, from its true (a, b)
+            loss = cfg.lambda_l1 * (err * w[:, None]).mean()
+        else:
+            loss = cfg.lambda_l1 * l1
         if use_gan:
             pred = d(torch.cat([x, fake], 1))
             g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
