@@ -7,6 +7,9 @@ from filling an H200; the CPU data loader is each run's limit), each stops on a 
 what comes back is int8 exports (10 MiB each) of chosen snapshots, to be measured here with
 `vidcolor eval`.
 
+    # here: 38 MiB of photos into a folder that .git/info/exclude ignores ("/.gpu/")
+    python benchmarks/gpu_train.py --pack ../shared/data/train 38 --photos .gpu/photos
+    # there (device run with carry [".gpu"]):
     python3 benchmarks/gpu_train.py --photos .gpu/photos --minutes 5.5 --out $OUT \\
         --run gan configs/train_cpu_gan.toml keep=2 \\
         --run gan_bs32 configs/train_cpu_gan.toml batch_size=32 ndf=64
@@ -95,16 +98,46 @@ def export(name: str, run_dir: Path, keep: int, out: Path) -> list[str]:
     return names
 
 
+def pack_photos(data: list[str], dest: Path, mib: float, seed: int = 123) -> int:
+    """Here, before a burst: a random subset of the training photos, as the 144 px squares the
+    training cache holds, saved as WebP (quality 90, ~6.2 KB each) up to `mib` MiB in all, so that
+    they travel with the repository (the lent machines take 64 MiB in all)."""
+    import cv2
+
+    import_vidcolor()
+    from vidcolor.data import load_image_cache
+
+    photos = load_image_cache(data, 144, ROOT / ".cache")
+    dest.mkdir(parents=True, exist_ok=True)
+    total = n = 0
+    for i in np.random.default_rng(seed).permutation(len(photos)):
+        bgr = cv2.cvtColor(np.asarray(photos[i]), cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".webp", bgr, [cv2.IMWRITE_WEBP_QUALITY, 90])
+        if not ok or total + len(buf) > mib * 2**20:
+            break
+        (dest / f"{i:05d}.webp").write_bytes(buf.tobytes())
+        total, n = total + len(buf), n + 1
+    log.info("packed %d photos, %.1f MiB, into %s", n, total / 2**20, dest)
+    return n
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pack", nargs=2, metavar=("DATA_DIR", "MIB"),
+                   help="here: write a random subset of DATA_DIR's photos into --photos, MIB MiB at most, and stop")
     p.add_argument("--photos", type=Path, required=True, help="folder of training photos")
-    p.add_argument("--minutes", type=float, required=True, help="training time of every run (they run at once)")
-    p.add_argument("--out", type=Path, required=True, help="where exports, logs and results go")
+    p.add_argument("--minutes", type=float, help="training time of every run (they run at once)")
+    p.add_argument("--out", type=Path, help="where exports, logs and results go")
     p.add_argument("--work", type=Path, default=Path("/tmp/gpu_train"), help="checkpoints, caches")
-    p.add_argument("--run", nargs="+", action="append", required=True, metavar="NAME CONFIG [k=v]")
+    p.add_argument("--run", nargs="+", action="append", metavar="NAME CONFIG [k=v]")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.pack:
+        pack_photos([args.pack[0]], args.photos, float(args.pack[1]))
+        return 0
+    if not (args.run and args.minutes and args.out):
+        p.error("--run, --minutes and --out are needed for a burst")
     runs = [parse_run(r) for r in args.run]
     if args.child:
         name, config, overrides, _ = parse_run(args.child)
