@@ -81,7 +81,7 @@ def child(name: str, config: Path, overrides: dict[str, Any], photos: Path, work
 
 
 def export(name: str, run_dir: Path, keep: int, out: Path) -> list[str]:
-    from vidcolor.model import load_generator, save_generator
+    from vidcolor.model import export_generator, load_generator
 
     # Numbered snapshots, then the state at the time limit (generator_latest.pt).
     snaps = sorted(run_dir.glob("generator_0*.pt")) + sorted(run_dir.glob("generator_latest.pt"))
@@ -91,9 +91,8 @@ def export(name: str, run_dir: Path, keep: int, out: Path) -> list[str]:
     picks = sorted({snaps[round((len(snaps) - 1) * (k + 1) / keep)] for k in range(keep)})
     names = []
     for s in picks:
-        net, meta = load_generator(s)
-        dest = out / f"{name}_{meta.get('steps', s.stem)}.pt"
-        save_generator(net, dest, {k: v for k, v in meta.items() if k != "sha256"}, int8=True)
+        dest = out / f"{name}_{load_generator(s)[1].get('steps', s.stem)}.pt"
+        export_generator(s, dest)
         names.append(dest.name)
     return names
 

@@ -133,11 +133,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .model import load_generator, save_generator
+    from .model import export_generator
 
-    net, meta = load_generator(args.checkpoint)
-    meta.pop("sha256", None)
-    save_generator(net, args.output, meta, int8=not args.fp16)
+    export_generator(args.checkpoint, args.output, int8=not args.fp16)
     print(f"exported {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")
     return 0
 

@@ -204,6 +204,14 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
     return net, meta
 
 
+def export_generator(src: str | os.PathLike, dest: str | os.PathLike, int8: bool = True) -> None:
+    """A training snapshot -> the file to ship (int8 kernels by default), keeping its metadata
+    except the content hash, which belongs to the source file."""
+    net, meta = load_generator(src)
+    meta.pop("sha256", None)
+    save_generator(net, dest, meta, int8=int8)
+
+
 def pick_device(device: str) -> torch.device:
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
