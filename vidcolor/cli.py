@@ -39,9 +39,14 @@ def _job_options(p: argparse.ArgumentParser) -> None:
                    help="deinterlace (yadif) and write progressive video; default keeps it interlaced")
 
 
+def _guide_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--guide", help="colour guide: a folder of hand-coloured keyframes (see `vidcolor keyframes`) "
+                                   "or a hints .toml (time or frame, x, y, color)")
+
+
 JOB_KEYS = ("weights", "working_size", "batch_size", "saturation", "precision", "device", "smoothing",
             "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
-            "warmup_frames", "video_stream", "allow_colour_input", "deinterlace")
+            "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--gpus-per-worker", type=float, default=None, help="GPUs each model actor requests")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     _job_options(c)
+    _guide_option(c)
+
+    k = sub.add_parser("keyframes", help="write the first frame of every shot, to colour by hand for --guide")
+    k.add_argument("input", type=Path)
+    k.add_argument("--out-dir", type=Path, required=True)
+    k.add_argument("--config", type=Path, help="TOML job config")
+    _job_options(k)
 
     s = sub.add_parser("status", help="show the progress of an interrupted or running job")
     s.add_argument("output", type=Path)
@@ -72,8 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out-dir", help="override the run folder")
     t.add_argument("--max-minutes", type=float, help="stop (with a checkpoint) after this long")
 
-    e = sub.add_parser("eval", help="measure colorization quality on colour clips")
-    e.add_argument("clips", nargs="+", type=Path)
+    e = sub.add_parser("eval", help="measure colorization quality on colour clips and photo folders")
+    e.add_argument("clips", nargs="+", type=Path, help="colour clips, and folders of colour photos")
+    e.add_argument("--guide", default="", help="simulate a user with the true colours, comma-separated: "
+                   "first-frame (clips), points:N (N random true-colour points on the first frame / photo)")
     e.add_argument("--report", type=Path, help="folder for report.json, report.md and contact sheets")
     e.add_argument("--max-frames", type=int, default=0, help="use at most this many frames per clip")
     e.add_argument("--config", type=Path, help="TOML job config")
@@ -87,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {k: getattr(args, k, None) for k in JOB_KEYS}
+def _overrides(args: argparse.Namespace, keys: tuple[str, ...] = JOB_KEYS) -> dict[str, Any]:
+    return {k: getattr(args, k, None) for k in keys}
 
 
 def _cmd_colorize(args: argparse.Namespace) -> int:
@@ -126,9 +140,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .config import JobConfig, load_config
     from .metrics import evaluate
 
-    cfg = load_config(JobConfig, args.config, _overrides(args))
-    report = evaluate(args.clips, cfg, args.report, max_frames=args.max_frames)
+    cfg = load_config(JobConfig, args.config, _overrides(args, tuple(k for k in JOB_KEYS if k != "guide")))
+    modes = [m.strip() for m in args.guide.split(",") if m.strip()]
+    report = evaluate(args.clips, cfg, args.report, max_frames=args.max_frames, guide_modes=modes)
     print(report)
+    return 0
+
+
+def _cmd_keyframes(args: argparse.Namespace) -> int:
+    from .config import JobConfig, load_config
+    from .keyframes import write_keyframes
+
+    cfg = load_config(JobConfig, args.config, _overrides(args, tuple(k for k in JOB_KEYS if k != "guide")))
+    paths = write_keyframes(args.input, args.out_dir, cfg)
+    print(f"{len(paths)} shot(s): colour any of {args.out_dir}/t*.png, then colorize with --guide {args.out_dir}")
     return 0
 
 
@@ -141,6 +166,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"colorize": _cmd_colorize, "status": _cmd_status, "train": _cmd_train, "eval": _cmd_eval,
+            "keyframes": _cmd_keyframes,
             "export": _cmd_export}
 
 

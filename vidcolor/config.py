@@ -28,6 +28,7 @@ class JobConfig:
     """Everything that decides the output of a colorize job (see configs/default.toml)."""
 
     weights: str = ""  # empty: the shipped model in vidcolor/weights/generator.pt
+    guide: str = ""  # colour guide: a keyframe folder (vidcolor keyframes) or a hints .toml; empty: none
     working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
     batch_size: int = 8
     saturation: float = 1.0  # gain on predicted chroma (1 = as the model predicts)
@@ -108,6 +109,13 @@ class TrainConfig:
     lr_decay_from: int = 0  # from this step lr falls linearly to 0 at `steps` (pix2pix's schedule); 0 = constant
     ema: float = 0.0  # decay of a moving average of G's weights; > 0 exports the average instead of G
     rebalance: float = 0.0  # weight L1 by colour rarity (Zhang 2016 uses 0.5); 0 = plain L1
+    lambda_l2: float = 0.0  # squared-error term next to L1: PSNR rewards the mean, L1 the median
+    arch: str = "unet"  # unet (from scratch) | effnet_unet (ImageNet-trained EfficientNet-Lite0 encoder)
+    freeze_encoder_steps: int = 0  # effnet_unet: train the decoder alone (encoder frozen) this long
+    encoder_lr_scale: float = 0.1  # effnet_unet: encoder lr relative to `lr` once it trains
+    guide: bool = False  # train with colour guides (Zhang et al. 2017): random true-colour hints
+    guide_none: float = 0.45  # share of samples given no guide (the unguided use must stay good)
+    guide_dense: float = 0.2  # share given a dense guide (a propagated keyframe), the rest points
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):
@@ -122,6 +130,12 @@ class TrainConfig:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
         if not 0.0 <= self.rebalance < 1.0:
             raise ConfigError(f"rebalance must be in [0, 1), got {self.rebalance}")
+        if self.arch not in ("unet", "effnet_unet"):
+            raise ConfigError(f"arch must be unet or effnet_unet, got {self.arch!r}")
+        if self.arch == "effnet_unet" and self.num_downs != 5:
+            raise ConfigError("effnet_unet halves 5 times: set num_downs = 5")
+        if self.guide and self.guide_none + self.guide_dense > 1.0:
+            raise ConfigError("guide_none + guide_dense must not exceed 1")
         if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):
             raise ConfigError("lr_decay_from must be 0 (off) or a step before `steps`")
         return self

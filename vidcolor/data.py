@@ -120,21 +120,68 @@ def make_pair(rgb_u8: np.ndarray, rng: np.random.Generator, degrade: float) -> t
     return x, np.ascontiguousarray(ab)
 
 
+MAX_POINTS = 200
+POINT_SIZES = (1, 2, 3, 4, 5)  # side of a hinted patch, px at the 128-144 px training scale
+
+
+def point_guide(ab: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
+    """Hints at `points` ((K, 2) rows of y, x): each a size x size patch holding the mean true
+    ab under it, confidence 1 (a user picking one colour for a small area). ab: (2, H, W)."""
+    _, h, w = ab.shape
+    guide = np.zeros((3, h, w), np.float32)
+    r0 = size // 2
+    for y, x in points:
+        y0, x0 = max(0, y - r0), max(0, x - r0)
+        y1, x1 = min(h, y0 + size), min(w, x0 + size)
+        mean = ab[:, y0:y1, x0:x1].reshape(2, -1).mean(1)
+        guide[:2, y0:y1, x0:x1] = mean[:, None, None]
+        guide[2, y0:y1, x0:x1] = 1.0
+    guide[:2] *= guide[2:3]
+    return guide
+
+
+def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: float) -> np.ndarray:
+    """A random colour guide drawn from the true ab (2, H, W), as Zhang et al. 2017 train: none
+    at all, a dense guide (a keyframe's colour carried along imperfect optical flow: blurred,
+    shifted a few pixels, partly missing, confidence below 1), or 1..200 hinted points,
+    log-uniform (few hints are the common case). Returns (3, H, W): ab * conf, conf."""
+    _, h, w = ab.shape
+    r = rng.random()
+    if r < none:
+        return np.zeros((3, h, w), np.float32)
+    if r < none + dense:
+        src = cv2.GaussianBlur(ab.transpose(1, 2, 0), (0, 0), rng.uniform(0.3, 2.5)).transpose(2, 0, 1)
+        src = np.roll(src, tuple(rng.integers(-3, 4, 2)), axis=(1, 2))
+        conf = np.full((h, w), rng.uniform(0.3, 1.0), np.float32)
+        if rng.random() < 0.6:  # only part of the frame is covered (occlusions, new content)
+            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+            y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
+            keep = np.zeros_like(conf)
+            keep[y0:y1, x0:x1] = 1.0
+            conf *= keep
+        return np.concatenate([src * conf, conf[None]]).astype(np.float32)
+    n = int(np.exp(rng.uniform(0.0, np.log(MAX_POINTS + 1))))
+    pts = np.stack([rng.integers(0, h, n), rng.integers(0, w, n)], 1)
+    return point_guide(ab, pts, int(rng.choice(POINT_SIZES)))
+
+
 class PhotoBatches:
-    """Infinite stream of (input, target) batches with random crops and flips, seeded."""
+    """Infinite stream of (input, target, guide) batches with random crops and flips, seeded.
+    `guide`: None for unguided training, else (none, dense) shares for sample_guide."""
 
     def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
-                 prefetch: int = 4) -> None:
+                 prefetch: int = 4, guide: tuple[float, float] | None = None) -> None:
         self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
+        self.guide = guide
         self.rng = np.random.default_rng(seed)
-        self._q: queue.Queue[tuple[np.ndarray, np.ndarray]] = queue.Queue(prefetch)
+        self._q: queue.Queue[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = queue.Queue(prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, daemon=True)
         self._thread.start()
 
-    def _one_batch(self) -> tuple[np.ndarray, np.ndarray]:
+    def _one_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         n, side = len(self.photos), self.photos.shape[1]
-        xs, ys = [], []
+        xs, ys, gs = [], [], []
         for i in self.rng.integers(0, n, self.batch):
             y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
             img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
@@ -143,7 +190,9 @@ class PhotoBatches:
             x, ab = make_pair(img, self.rng, self.degrade)
             xs.append(x)
             ys.append(ab)
-        return np.stack(xs), np.stack(ys)
+            if self.guide is not None:
+                gs.append(sample_guide(ab, self.rng, *self.guide))
+        return np.stack(xs), np.stack(ys), (np.stack(gs) if gs else None)
 
     def _fill(self) -> None:
         while not self._stop.is_set():
@@ -155,7 +204,7 @@ class PhotoBatches:
                 except queue.Full:
                     continue
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         while True:
             yield self._q.get()
 

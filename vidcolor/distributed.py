@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .config import JobConfig
 from .errors import ConfigError, OutputError
+from .guide import ShotGuide, chunk_guides
 from .model import load_generator
 from .plan import Chunk
 from .video import SourceInfo, read_chunk
@@ -65,7 +66,7 @@ def _worker_class() -> Any:
                     "pid": os.getpid()}
 
         def process(self, info: SourceInfo, chunk: Chunk, source: Any, cfg: JobConfig,
-                    fmt: str, progress: Any = None) -> tuple[bytes, int, int]:
+                    fmt: str, progress: Any = None, guides: Any = ()) -> tuple[bytes, int, int]:
             from .pipeline import process_chunk
 
             pending = [0]
@@ -77,7 +78,7 @@ def _worker_class() -> Any:
                     progress.add.remote(pending[0])
                     pending[0] = 0
 
-            result = process_chunk(info, chunk, source, cfg, self._model(), fmt, tick)
+            result = process_chunk(info, chunk, source, cfg, self._model(), fmt, tick, guides)
             if progress is not None and pending[0]:
                 progress.add.remote(pending[0])
             return result
@@ -132,13 +133,14 @@ class RayExecutor:
         self.weights_sha256 = weights_sha256
         self.own_cluster = own_cluster
         self.store: Any = None
+        self.takes_guide = False
 
     @classmethod
     def start(cls, cfg: JobConfig, ray_address: str | None = None, workers: int | None = None,
               gpus_per_worker: float | None = None, num_cpus: int | None = None) -> RayExecutor:
         # Check the weights before paying for a cluster: a missing file is a clear error now.
         path = cfg.weights_path
-        _, meta = load_generator(path)
+        net, meta = load_generator(path)
         weights = path.read_bytes()
         try:
             import ray
@@ -188,6 +190,7 @@ class RayExecutor:
         log.info("Ray: %d model worker(s) on %s (%.0f GPU, %.0f CPU in the cluster)", workers,
                  ray_address or "a local cluster", gpus, cpus)
         ex = cls(actors, meta["sha256"], own)
+        ex.takes_guide = bool(getattr(net, "cfg", None) and net.cfg.guide)
         ex.store = store
         return ex
 
@@ -197,7 +200,8 @@ class RayExecutor:
         return ray.get([a.where.remote() for a in self.actors])
 
     def run(self, info: SourceInfo, chunks: list[Chunk], cfg: JobConfig, fmt: str,
-            on_frames: Callable[[int], None] | None) -> Iterator[tuple[Chunk, bytes, int, int]]:
+            on_frames: Callable[[int], None] | None, guides: Sequence[ShotGuide] = ()
+            ) -> Iterator[tuple[Chunk, bytes, int, int]]:
         import ray
         from ray.exceptions import RayError
 
@@ -219,7 +223,8 @@ class RayExecutor:
 
         def submit(chunk: Chunk, source_ref: Any, attempt: int) -> None:
             i = min(load, key=lambda k: (load[k], k))
-            ref = self.actors[i].process.remote(info, chunk, source_ref, cfg, fmt, progress)
+            ref = self.actors[i].process.remote(info, chunk, source_ref, cfg, fmt, progress,
+                                                chunk_guides(guides, chunk))
             inflight[ref] = (chunk, source_ref, attempt)
             owner[ref] = i
             load[i] += 1

@@ -43,9 +43,10 @@ import av.error
 import cv2
 import numpy as np
 
-from .color import normalize_y
+from .color import AB_SCALE, ab_to_planes, normalize_y, rgb_to_luma, y_levels, yuv_to_rgb
 from .config import JobConfig, config_dict
-from .errors import BadInputError, OutputError
+from .errors import BadInputError, ConfigError, OutputError
+from .guide import build_shot_guides, guide_from_points, true_colour_points
 from .temporal import backward_warp, flow_to_previous
 
 log = logging.getLogger(__name__)
@@ -356,16 +357,25 @@ def _tile(rgb: np.ndarray, label: str) -> np.ndarray:
     return t
 
 
-def contact_sheet(rows: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Rows of grey | colorized | original (RGB uint8), 4 px white gaps. Returns RGB."""
+def contact_sheet(rows: Sequence[tuple[int, Sequence[tuple[str, np.ndarray]]]]) -> np.ndarray:
+    """Rows of labelled images side by side (grey | colorized | ... | original, RGB uint8), 4 px
+    white gaps; rows of different widths are padded white on the right. Returns RGB."""
     gap = 4
     out_rows = []
-    for idx, grey, col, orig in rows:
-        tiles = [_tile(grey, f"grey #{idx}"), _tile(col, "colorized"), _tile(orig, "original")]
-        th = tiles[0].shape[0]
+    for _idx, images in rows:
+        tiles = [_tile(img, label) for label, img in images]
+        th = max(t.shape[0] for t in tiles)
         sep = np.full((th, gap, 3), 255, np.uint8)
-        out_rows.append(np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], axis=1))
-    width = out_rows[0].shape[1]
+        parts = []
+        for t in tiles:
+            if t.shape[0] < th:
+                t = np.concatenate([t, np.full((th - t.shape[0], t.shape[1], 3), 255, np.uint8)])
+            parts += [t, sep]
+        out_rows.append(np.concatenate(parts[:-1], axis=1))
+    width = max(r.shape[1] for r in out_rows)
+    out_rows = [r if r.shape[1] == width else
+                np.concatenate([r, np.full((r.shape[0], width - r.shape[1], 3), 255, np.uint8)], axis=1)
+                for r in out_rows]
     hsep = np.full((gap, width, 3), 255, np.uint8)
     parts: list[np.ndarray] = []
     for r in out_rows:
@@ -373,16 +383,44 @@ def contact_sheet(rows: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray]]
     return np.concatenate(parts[:-1], axis=0)
 
 
-def _colorize(grey: GreyClip, out: Path, cfg: JobConfig, colorizer: Any) -> float:
+def _colorize(grey: GreyClip, out: Path, cfg: JobConfig, colorizer: Any, guides: Any = None) -> float:
     from .pipeline import LocalExecutor, run_job
 
     t0 = time.time()
-    run_job(grey.path, out, cfg, overwrite=True, executor=LocalExecutor(colorizer))
+    run_job(grey.path, out, cfg, overwrite=True, executor=LocalExecutor(colorizer), guides=guides)
     return time.time() - t0
 
 
+def check_guide_modes(modes: Sequence[str]) -> None:
+    for mode in modes:
+        if mode != "first-frame" and not (mode.startswith("points:") and mode[7:].isdigit() and int(mode[7:]) > 0):
+            raise ConfigError(f"unknown --guide mode {mode!r}: use first-frame or points:N (N >= 1)")
+
+
+def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:
+    """The guide a user who knows the true colours (ab at working size) would give: the whole
+    frame (first-frame) or N random points (points:N)."""
+    if mode == "first-frame":
+        return np.concatenate([ab, np.ones((*ab.shape[:2], 1), np.float32)], axis=-1)
+    size = (ab.shape[1], ab.shape[0])
+    return guide_from_points(true_colour_points(ab, int(mode.split(":")[1]), seed), size)
+
+
+def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, mode: str) -> Any:
+    """The simulated user's guide for a clip: true colours of its first frame, for its first shot."""
+    from .pipeline import working_size
+    from .video import frame_pts, probe
+
+    info = probe(grey.path)
+    size = working_size(info.width, info.height, cfg.working_size)
+    first = next(_rgb_frames(clip, 1, (grey.width, grey.height), cfg.video_stream))
+    ab = rgb_to_ab(cv2.resize(first, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
+    guide = true_guide(ab.astype(np.float32), mode, seed=0)
+    return build_shot_guides(info, [(frame_pts(info)[0], guide)], size, cfg.scene_cut_threshold)
+
+
 def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_frames: int = 0,
-                  sheet: Path | None = None) -> dict[str, Any]:
+                  sheet: Path | None = None, guide_modes: Sequence[str] = ()) -> dict[str, Any]:
     """All metrics of one colour clip (see the module docstring); writes `sheet` when given."""
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -395,6 +433,11 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
     seconds["colorized"] = _colorize(grey, outs["colorized"], run_cfg, colorizer)
     seconds["no_smoothing"] = _colorize(grey, outs["no_smoothing"], dataclasses.replace(run_cfg, smoothing=False),
                                         colorizer)
+    guided = {}
+    for j, mode in enumerate(guide_modes):
+        guided[mode] = work / f"guided_{j}.mkv"
+        guides = _clip_guides(clip, grey, cfg, mode)
+        seconds[f"guide:{mode}"] = _colorize(grey, guided[mode], run_cfg, colorizer, guides)
 
     t1 = time.time()
     size = (grey.width, grey.height)
@@ -403,15 +446,21 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
         _frames(grey.path, 0, 0),
         _rgb_frames(outs["colorized"], 0, size),
         _rgb_frames(outs["no_smoothing"], 0, size),
+        *(_rgb_frames(path, 0, size) for path in guided.values()),
         strict=False,
     )
     acc = {v: _Acc() for v in VARIANTS}
+    gacc = {mode: _Acc() for mode in guided}
     flicker = FlickerMeter()
     picks = set(_sample_indices(grey.frames))
-    rows: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: list[tuple[int, list[tuple[str, np.ndarray]]]] = []
     n = 0
-    for i, (orig, gframe, col, nosm) in enumerate(streams):
+    for i, (orig, gframe, col, nosm, *gcols) in enumerate(streams):
         grey_rgb = gframe.to_ndarray(format="rgb24")
+        for mode, gcol in zip(guided, gcols):
+            gacc[mode].psnr.append(psnr(gcol, orig))
+            gacc[mode].ssim.append(ssim(gcol, orig))
+            gacc[mode].colorfulness.append(colorfulness(gcol))
         luma = normalize_y(_plane0(gframe), 8, grey.full_range)
         frames = {"grey": grey_rgb, "colorized": col, "no_smoothing": nosm, "original": orig}
         for name, rgb in frames.items():
@@ -423,7 +472,8 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
             a.hists.append(channel_histograms(rgb))
         flicker.update(luma, {name: rgb_to_ab(rgb) for name, rgb in frames.items()})
         if i in picks:
-            rows.append((i, grey_rgb, col, orig))
+            rows.append((i, [(f"grey #{i}", grey_rgb), ("colorized", col),
+                             *((f"guide {m}", g) for m, g in zip(guided, gcols)), ("original", orig)]))
         n += 1
     if n != grey.frames:
         log.warning("%s: %d frames decoded from every version, %d expected; compared the first %d",
@@ -444,6 +494,8 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
         m["cdc"] = cdc(a.hists)
         m["flicker"] = flicker.result(name)
         result[name] = m
+    result["guided"] = {mode: {"psnr": _mean(a.psnr), "ssim": _mean(a.ssim), "colorfulness": _mean(a.colorfulness)}
+                        for mode, a in gacc.items()}
     result["flicker_pixels"] = flicker.pixels
     if sheet is not None and rows:
         if not cv2.imwrite(str(sheet), contact_sheet(rows)[..., ::-1]):
@@ -452,6 +504,123 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
     result["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     log.info("%s: done in %.1f s", clip.name, time.time() - t0)
     return result
+
+
+# --- photos -----------------------------------------------------------------------------------
+
+
+def colorize_photo(rgb: np.ndarray, cfg: JobConfig, colorizer: Any, guide_mode: str = "",
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A colour photo through the video path: Y' (BT.601) stored as 8-bit limited range, the
+    model at the working size, chroma composed with the original luma as the pipeline does
+    (4:4:4). Returns (grey RGB, colorized RGB), uint8. `guide_mode`: points:N from the truth."""
+    from .pipeline import working_size
+
+    h, w = rgb.shape[:2]
+    y_code = np.round(16.0 + 219.0 * rgb_to_luma(rgb.astype(np.float32) / 255.0, "bt601")).astype(np.uint8)
+    yn = normalize_y(y_code, 8, False)
+    size = working_size(w, h, cfg.working_size)
+    small = normalize_y(cv2.resize(y_code, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR),
+                        8, False)
+    guide = None
+    if guide_mode:
+        ab_true = rgb_to_ab(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
+        guide = true_guide(ab_true.astype(np.float32), guide_mode, seed)[None]
+    ab = colorizer.predict(small[None], pad_to=1, guide=guide)[0] * cfg.saturation
+    u, v = ab_to_planes(small, ab, (w, h), 8, False, "bt601")
+    _, _, cspan = y_levels(8, False)
+    zero = np.zeros_like(yn)
+    grey = yuv_to_rgb(yn, zero, zero, "bt601")
+    col = yuv_to_rgb(yn, (u.astype(np.float32) - 128.0) / cspan, (v.astype(np.float32) - 128.0) / cspan, "bt601")
+    return (np.round(grey * 255).astype(np.uint8), np.round(col * 255).astype(np.uint8))
+
+
+def evaluate_photos(folder: Path, cfg: JobConfig, colorizer: Any, sheet: Path | None = None,
+                    guide_modes: Sequence[str] = ()) -> dict[str, Any]:
+    """PSNR, SSIM and colourfulness over a folder of colour photos (see colorize_photo), with
+    `guide_modes` (points:N) beside the unguided result."""
+    from .data import list_images
+
+    files = list_images([folder])
+    if not files:
+        raise BadInputError(f"no photos (webp, jpg, png, bmp) in {folder}")
+    modes = [m for m in guide_modes if m.startswith("points:")]
+    acc = {v: _Acc() for v in ("grey", "colorized", "original")}
+    gacc = {m: _Acc() for m in modes}
+    picks = set(_sample_indices(len(files), 6))
+    rows: list[tuple[int, list[tuple[str, np.ndarray]]]] = []
+    t0 = time.time()
+    for i, f in enumerate(files):
+        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BadInputError(f"cannot read photo {f}")
+        orig = np.ascontiguousarray(bgr[..., ::-1])
+        grey, col = colorize_photo(orig, cfg, colorizer)
+        for name, img in (("grey", grey), ("colorized", col), ("original", orig)):
+            if name != "original":
+                acc[name].psnr.append(psnr(img, orig))
+                acc[name].ssim.append(ssim(img, orig))
+            acc[name].colorfulness.append(colorfulness(img))
+        tiles = [(f"grey {f.stem[:24]}", grey), ("colorized", col)]
+        for m in modes:
+            _, gcol = colorize_photo(orig, cfg, colorizer, m, seed=i)
+            gacc[m].psnr.append(psnr(gcol, orig))
+            gacc[m].ssim.append(ssim(gcol, orig))
+            gacc[m].colorfulness.append(colorfulness(gcol))
+            tiles.append((f"guide {m}", gcol))
+        if i in picks:
+            rows.append((i, [*tiles, ("original", orig)]))
+    result: dict[str, Any] = {"clip": folder.name or str(folder), "path": str(folder), "photos": len(files)}
+    for name, a in acc.items():
+        result[name] = {"psnr": _mean(a.psnr), "ssim": _mean(a.ssim), "colorfulness": _mean(a.colorfulness)}
+    result["guided"] = {m: {"psnr": _mean(a.psnr), "ssim": _mean(a.ssim), "colorfulness": _mean(a.colorfulness)}
+                        for m, a in gacc.items()}
+    if sheet is not None and rows:
+        if not cv2.imwrite(str(sheet), contact_sheet(rows)[..., ::-1]):
+            raise OutputError(f"cannot write contact sheet {sheet}")
+        result["sheet"] = sheet.name
+    result["seconds"] = round(time.time() - t0, 2)
+    log.info("%s: %d photos in %.1f s", folder, len(files), time.time() - t0)
+    return result
+
+
+def format_photo_table(results: Sequence[dict[str, Any]]) -> str:
+    header = ["photos", "count", "PSNR grey/out", "SSIM grey/out", "colourfulness out/orig (ratio)"]
+    rows = []
+    for r in results:
+        g, c, o = r["grey"], r["colorized"], r["original"]
+        ratio = c["colorfulness"] / o["colorfulness"] if o["colorfulness"] else None
+        rows.append([r["clip"], str(r["photos"]), f"{_f(g['psnr'], '.2f')}/{_f(c['psnr'], '.2f')}",
+                     f"{_f(g['ssim'], '.4f')}/{_f(c['ssim'], '.4f')}",
+                     f"{_f(c['colorfulness'], '.1f')}/{_f(o['colorfulness'], '.1f')} ({_f(ratio, '.2f')})"])
+    return _markdown(header, rows)
+
+
+def format_guide_table(results: Sequence[dict[str, Any]], modes: Sequence[str]) -> str:
+    """PSNR (dB) without a guide and with each simulated guide, per clip or photo set, and the
+    mean over clips (photo sets are listed on their own)."""
+    header = ["clip / photos", "no guide", *modes]
+    rows = []
+    clips = [r for r in results if "photos" not in r]
+    for r in results:
+        cells = [_f(r["colorized"]["psnr"], ".2f")]
+        cells += [_f(r["guided"][m]["psnr"], ".2f") if m in r["guided"] else "-" for m in modes]
+        rows.append([r["clip"], *cells])
+    if clips:
+        cells = [_f(_mean([r["colorized"]["psnr"] for r in clips]), ".2f")]
+        cells += [_f(_mean([r["guided"][m]["psnr"] for r in clips if m in r["guided"]]), ".2f") for m in modes]
+        rows.append([f"mean of {len(clips)} clips", *cells])
+    return _markdown(header, rows)
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(header), sep, *(line(r) for r in rows)])
 
 
 # --- the report -----------------------------------------------------------------------------
@@ -493,13 +662,7 @@ def format_table(results: Sequence[dict[str, Any]], total: dict[str, Any]) -> st
     """A markdown table (aligned, so it reads in a terminal too): one row per clip and the mean."""
     rows = [_row(r["clip"], r["frames"], r) for r in results]
     rows.append(_row(f"mean of {total['clips']}", total["frames"], total))
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(HEADER)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-
-    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
-    return "\n".join([line(HEADER), sep, *(line(r) for r in rows)])
+    return _markdown(HEADER, rows)
 
 
 def _unique_names(clips: Sequence[Path]) -> list[str]:
@@ -513,17 +676,20 @@ def _unique_names(clips: Sequence[Path]) -> list[str]:
     return names
 
 
-def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = None, max_frames: int = 0) -> str:
-    """Evaluate colour clips (see the module docstring); returns the table. With `report_dir`,
-    also writes report.json, report.md and <clip>_sheet.png there."""
+def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = None, max_frames: int = 0,
+             guide_modes: Sequence[str] = ()) -> str:
+    """Evaluate colour clips and folders of colour photos (see the module docstring); returns
+    the tables. `guide_modes` (first-frame, points:N) adds runs guided by the true colours.
+    With `report_dir`, also writes report.json, report.md and contact sheets there."""
     from .model import Colorizer
 
-    clips = [Path(c) for c in clips]
-    if not clips:
+    inputs = [Path(c) for c in clips]
+    if not inputs:
         raise BadInputError("no clips to evaluate")
-    for clip in clips:
-        if not clip.is_file():
+    for clip in inputs:
+        if not clip.exists():
             raise BadInputError(f"clip not found: {clip}")
+    check_guide_modes(guide_modes)
     if report_dir is not None:
         report_dir = Path(report_dir)
         try:
@@ -531,15 +697,28 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
         except OSError as err:
             raise OutputError(f"cannot create report folder {report_dir}: {err.strerror or err}") from err
     colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)  # once, for every run
-    results = []
+    if guide_modes and not colorizer.takes_guide:
+        raise ConfigError(f"--guide: the model {cfg.weights_path.name} takes no colour guide")
+    results, photo_results = [], []
     with tempfile.TemporaryDirectory(prefix="vidcolor-eval-") as tmp:
-        for i, (clip, name) in enumerate(zip(clips, _unique_names(clips), strict=True)):
+        for i, (clip, name) in enumerate(zip(inputs, _unique_names(inputs), strict=True)):
             sheet = report_dir / f"{name}_sheet.png" if report_dir is not None else None
-            r = evaluate_clip(clip, cfg, colorizer, Path(tmp) / str(i), max_frames, sheet)
+            if clip.is_dir():
+                r = evaluate_photos(clip, cfg, colorizer, sheet, guide_modes)
+                photo_results.append(r)
+            else:
+                r = evaluate_clip(clip, cfg, colorizer, Path(tmp) / str(i), max_frames, sheet, guide_modes)
+                results.append(r)
             r["clip"] = name
-            results.append(r)
-    total = overall(results)
-    table = format_table(results, total)
+    total = overall(results) if results else None
+    tables = []
+    if results:
+        tables.append(format_table(results, total))
+    if photo_results:
+        tables.append(format_photo_table(photo_results))
+    if guide_modes:
+        tables.append(format_guide_table([*results, *photo_results], guide_modes))
+    table = "\n\n".join(tables)
     if report_dir is not None:
         report = {
             "weights": str(cfg.weights_path),
@@ -547,7 +726,9 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
             "config": config_dict(cfg),
             "max_frames": max_frames,
             "psnr_cap_db": PSNR_CAP,
+            "guide_modes": list(guide_modes),
             "clips": results,
+            "photos": photo_results,
             "overall": total,
         }
         try:
@@ -564,9 +745,11 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
                 "out = colorized (smoothing on), nosmooth = smoothing off, grey = no colour, orig = the original.",
                 "PSNR (dB, capped at 100) and SSIM against the original RGB; colourfulness Hasler & Suesstrunk;",
                 "CDC = TCVC colour distribution consistency (lower is steadier); flicker = mean motion-compensated",
-                "|delta ab| in Lab units on the pixels the original's flow explains.",
+                "|delta ab| in Lab units on the pixels the original's flow explains. Guide modes simulate a user",
+                "with the true colours: first-frame = the clip's first frame, points:N = N random true-colour",
+                "points on the first frame (clips) or the photo.",
                 "",
-                *(f"![{r['clip']}]({r['sheet']})" for r in results if "sheet" in r),
+                *(f"![{r['clip']}]({r['sheet']})" for r in [*results, *photo_results] if "sheet" in r),
                 "",
             ]
             (report_dir / "report.md").write_text("\n".join(md))

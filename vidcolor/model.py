@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_WIDTHS, EfficientNetLite0
 from .errors import WeightsError
 
 log = logging.getLogger(__name__)
@@ -25,13 +27,21 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "vidcolor-generator/1"
 
 
+ARCHS = ("unet", "effnet_unet")
+GUIDE_CHANNELS = 3  # colour guide: a * confidence, b * confidence (ab / AB_SCALE), confidence
+
+
 @dataclass(frozen=True)
 class GeneratorConfig:
     in_channels: int = 1  # grey luma
     out_channels: int = 2  # Lab ab / AB_SCALE
-    ngf: int = 32
-    num_downs: int = 7  # input sides must be multiples of 2**num_downs
+    ngf: int = 32  # unet: first layer width; effnet_unet: narrowest decoder width
+    num_downs: int = 7  # input sides must be multiples of 2**num_downs (effnet_unet: 5)
     use_dropout: bool = False
+    # "unet": the pix2pix U-Net trained from scratch; "effnet_unet": EfficientNet-Lite0 encoder
+    # (ImageNet-trained) with a light decoder predicting ab at half resolution.
+    arch: str = "unet"
+    guide: bool = False  # takes a colour guide (GUIDE_CHANNELS) besides the grey frame
 
     @property
     def multiple(self) -> int:
@@ -83,7 +93,7 @@ class UnetGenerator(nn.Module):
             nn.ReLU(True), nn.ConvTranspose2d(widths[0] * 2, cfg.out_channels, 4, 2, 1), nn.Tanh()
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
         skips = []
         for down in self.downs:
             x = down(x)
@@ -92,6 +102,85 @@ class UnetGenerator(nn.Module):
         for up in self.ups:
             x = torch.cat([up(x), skips.pop()], 1)
         return self.outer(x)
+
+
+def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True))
+
+
+def guide_pyramid(guide: torch.Tensor, strides: tuple[int, ...]) -> list[torch.Tensor]:
+    """The colour guide at each decoder stride: mean hinted ab (confidence-weighted), mean and
+    max confidence. A single hinted pixel survives pooling in the max, and its colour in the
+    weighted mean, so one point still reaches every level."""
+    out = []
+    for s in strides:
+        if s == 1:
+            pooled, peak = guide, guide[:, 2:3]
+        else:
+            pooled = F.avg_pool2d(guide, s)
+            peak = F.max_pool2d(guide[:, 2:3], s)
+        conf = pooled[:, 2:3]
+        out.append(torch.cat([pooled[:, :2] / (conf + 1e-3), conf, peak], 1))
+    return out
+
+
+GUIDE_LEVEL_CHANNELS = 4
+
+
+class EffUnetGenerator(nn.Module):
+    """U-Net on an EfficientNet-Lite0 encoder: the encoder's stride 2..32 features are the skips
+    of a light decoder (bilinear up, concat, 3x3 conv + BN + ReLU). ab is predicted at half
+    resolution and upsampled: colour is low-frequency, and the full-resolution level would
+    cost most of the decoder's time. A guided model gets the colour guide at every level."""
+
+    STRIDES = (32, 16, 8, 4, 2)
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = EfficientNetLite0()
+        self.freeze_encoder = False  # training sets it for the decoder-only phase
+        w = cfg.ngf
+        widths = (8 * w, 4 * w, 2 * w, w + w // 2, w)  # at strides 32, 16, 8, 4, 2
+        g = GUIDE_LEVEL_CHANNELS if cfg.guide else 0
+        skips = tuple(reversed(SKIP_WIDTHS))
+        self.levels = nn.ModuleList()
+        cin = 0
+        for i, (skip, width) in enumerate(zip(skips, widths)):
+            layers = [_conv_bn_relu(cin + skip + g, width)]
+            if i < 2:  # the coarse levels are cheap: one more conv for a wider view
+                layers.append(_conv_bn_relu(width, width))
+            self.levels.append(nn.Sequential(*layers))
+            cin = width
+        self.head = nn.Conv2d(cin, cfg.out_channels, 3, 1, 1)
+        nn.init.zeros_(self.head.weight)  # starts at ab = 0: grey, the safe guess
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor, guide: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, 1, H, W) grey in [-1, 1], H and W multiples of 32; guide: (N, 3, H, W) or None."""
+        rgb = ((x + 1.0) * 0.5 - INPUT_MEAN) / INPUT_STD
+        rgb = rgb.expand(-1, 3, -1, -1)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_encoder):
+            feats = self.encoder.features(rgb)
+        guides: list[torch.Tensor | None] = [None] * len(self.STRIDES)
+        if self.cfg.guide:
+            if guide is None:
+                guide = x.new_zeros((x.shape[0], GUIDE_CHANNELS, *x.shape[2:]))
+            guides = guide_pyramid(guide.to(x.dtype), self.STRIDES)
+        y = None
+        for level, skip, gd in zip(self.levels, reversed(feats), guides):
+            parts = [skip] if y is None else [F.interpolate(y, size=skip.shape[-2:], mode="bilinear"), skip]
+            if gd is not None:
+                parts.append(gd)
+            y = level(torch.cat(parts, 1))
+        y = torch.tanh(self.head(y))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear")
+
+
+def build_generator(cfg: GeneratorConfig) -> nn.Module:
+    if cfg.arch == "effnet_unet":
+        return EffUnetGenerator(cfg)
+    return UnetGenerator(cfg)
 
 
 class PatchDiscriminator(nn.Module):
@@ -128,7 +217,7 @@ def init_weights(net: nn.Module, gain: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def save_generator(net: UnetGenerator, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+def save_generator(net: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None,
                    half: bool = True, int8: bool = False) -> None:
     """Write a self-describing generator checkpoint atomically (fp16 by default: half the size).
 
@@ -170,7 +259,7 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[UnetGenerator, dict[str, Any]]:
+def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a generator from a checkpoint file (or its bytes); any problem is a WeightsError."""
     path = Path(path)
     if data is None:
@@ -190,9 +279,9 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
         raise WeightsError(f"not a vidcolor generator checkpoint: {path}")
     try:
         cfg = GeneratorConfig(**blob["config"])
-        if not (1 <= cfg.num_downs <= 10 and 1 <= cfg.ngf <= 512):
+        if not (1 <= cfg.num_downs <= 10 and 1 <= cfg.ngf <= 512 and cfg.arch in ARCHS):
             raise ValueError(f"implausible architecture {cfg}")
-        net = UnetGenerator(cfg)
+        net = build_generator(cfg)
         net.load_state_dict(_dequantize(blob["state_dict"], blob.get("int8_scales") or {}))
     except Exception as err:
         # torch's mismatch report spans many lines; the CLI prints one.
@@ -227,10 +316,13 @@ class Colorizer:
     on what else is in its batch.
     """
 
-    def __init__(self, net: UnetGenerator, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(self, net: nn.Module, device: str = "auto", precision: str = "auto") -> None:
         self.device = pick_device(device)
         if precision == "auto":
-            precision = "fp16" if self.device.type == "cuda" else "bf16"
+            # On CPU bf16 speeds the plain U-Net up, but slows EfficientNet's depthwise
+            # convolutions down (measured): fp32 there.
+            cpu = "fp32" if net.cfg.arch == "effnet_unet" else "bf16"
+            precision = "fp16" if self.device.type == "cuda" else cpu
         if precision == "fp16" and self.device.type == "cpu":
             precision = "bf16"  # CPU fp16 convolutions are slow; bf16 is the CPU's half type
         self.precision = precision
@@ -239,6 +331,7 @@ class Colorizer:
             self.net = self.net.half()
         self.net = self.net.to(memory_format=torch.channels_last)
         self.multiple = net.cfg.multiple
+        self.takes_guide = net.cfg.guide
         self.meta: dict[str, Any] = {}
 
     @classmethod
@@ -250,8 +343,9 @@ class Colorizer:
         return c
 
     @torch.inference_mode()
-    def predict(self, grey: np.ndarray, pad_to: int = 0) -> np.ndarray:
+    def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None) -> np.ndarray:
         """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32.
+        guide: (N, H, W, 3) colour guide (a * conf, b * conf, conf) or None, for guided models.
 
         `pad_to`: run the network on exactly this many frames (padding with blanks). Convolution
         libraries pick kernels by batch size, and bf16 results differ in the last bits between
@@ -260,6 +354,8 @@ class Colorizer:
         n_real = grey.shape[0]
         if pad_to > n_real:
             grey = np.concatenate([grey, np.zeros((pad_to - n_real, *grey.shape[1:]), grey.dtype)])
+            if guide is not None:
+                guide = np.concatenate([guide, np.zeros((pad_to - n_real, *guide.shape[1:]), guide.dtype)])
         _n, h, w = grey.shape
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -273,12 +369,17 @@ class Colorizer:
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = torch.nn.functional.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
         x = x.contiguous(memory_format=torch.channels_last)
+        g = None
+        if guide is not None and self.takes_guide:
+            g = torch.from_numpy(np.ascontiguousarray(guide, np.float32)).permute(0, 3, 1, 2).to(self.device)
+            # Outside the frame there is no hint: zeros, not a reflection.
+            g = torch.nn.functional.pad(g, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
         if self.device.type == "cuda" and self.precision == "fp16":
-            y = self.net(x.half())
+            y = self.net(x.half(), None if g is None else g.half())
         elif self.precision == "bf16":
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                y = self.net(x)
+                y = self.net(x, g)
         else:
-            y = self.net(x)
+            y = self.net(x, g)
         y = y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
         return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()

@@ -18,7 +18,7 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,10 +29,11 @@ import numpy as np
 from . import plan as planmod
 from .color import ab_to_planes, normalize_y
 from .config import JobConfig, load_config
-from .errors import BadInputError, Interrupted, OutputError, VidcolorError
+from .errors import BadInputError, Interrupted, OutputError, VidcolorError, WeightsError
+from .guide import ShotGuide, active_guide, build_shot_guides, chunk_guides, frame_guide, guides_hash, read_guide
 from .model import Colorizer
 from .plan import Chunk, Manifest
-from .temporal import TemporalSmoother
+from .temporal import TemporalSmoother, new_flow
 from .video import (
     ChunkSource,
     DecodeStats,
@@ -129,15 +130,29 @@ def colorize_frames(
     emit_from_pts: int,
     chroma_size: tuple[int, int],
     chroma_bits: int,
+    guides: Sequence[ShotGuide] = (),
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-    """(pts, Y) -> (pts, Y, U, V). Frames before `emit_from_pts` only warm up the smoother."""
+    """(pts, Y) -> (pts, Y, U, V). Frames before `emit_from_pts` only warm up the smoother.
+    Frames in a guided shot get their shot's colour guide as model input."""
     size = working_size(info.width, info.height, cfg.working_size)
     k = (info.rotation // 90) % 4  # the model sees the picture upright
     smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
+    dis = new_flow() if guides else None
+
+    def guide_batch(pts_list: list[int], grey: np.ndarray) -> np.ndarray | None:
+        found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
+        if not any(g is not None for _, g in found):
+            return None
+        out = np.zeros((*grey.shape, 3), np.float32)
+        for i, g in found:
+            if g is not None:
+                out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis)
+        return out
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
-        abs_ = colorizer.predict(grey, pad_to=cfg.batch_size)
+        guide = guide_batch([p for p, _, _ in batch], grey) if guides else None
+        abs_ = colorizer.predict(grey, pad_to=cfg.batch_size, guide=guide)
         for (pts, y, g), ab in zip(batch, abs_):
             if k:
                 ab = np.rot90(ab, -k)
@@ -173,6 +188,7 @@ def process_chunk(
     colorizer: Colorizer,
     fmt: str,
     on_frame: Callable[[int], None] | None = None,
+    guides: Sequence[ShotGuide] = (),
 ) -> tuple[bytes, int, int]:
     """Colorize one chunk from its compressed packets into an encoded segment.
     Returns (segment bytes, frames written, decode errors)."""
@@ -182,7 +198,7 @@ def process_chunk(
     decoded = prefetch(decode_chunk(source, info, chunk.warmup_pts, chunk.end_pts, stats, cfg.deinterlace),
                        2 * cfg.batch_size)
     composed = prefetch(
-        colorize_frames(decoded, info, cfg, colorizer, chunk.start_pts, enc.chroma_size, enc.bits),
+        colorize_frames(decoded, info, cfg, colorizer, chunk.start_pts, enc.chroma_size, enc.bits, guides),
         cfg.batch_size,
     )
     try:
@@ -204,12 +220,15 @@ class LocalExecutor:
     def __init__(self, colorizer: Colorizer) -> None:
         self.colorizer = colorizer
         self.weights_sha256 = colorizer.meta.get("sha256", "in-memory")
+        self.takes_guide = colorizer.takes_guide
 
     def run(self, info: SourceInfo, chunks: list[Chunk], cfg: JobConfig, fmt: str,
-            on_frames: Callable[[int], None] | None) -> Iterator[tuple[Chunk, bytes, int, int]]:
+            on_frames: Callable[[int], None] | None, guides: Sequence[ShotGuide] = ()
+            ) -> Iterator[tuple[Chunk, bytes, int, int]]:
         for chunk in chunks:
             source = read_chunk(info, chunk.warmup_pts, chunk.end_pts, from_start=chunk.index == 0)
-            data, frames, errors = process_chunk(info, chunk, source, cfg, self.colorizer, fmt, on_frames)
+            data, frames, errors = process_chunk(info, chunk, source, cfg, self.colorizer, fmt, on_frames,
+                                                 chunk_guides(guides, chunk))
             yield chunk, data, frames, errors
 
     def shutdown(self) -> None:
@@ -267,9 +286,11 @@ def colorize(
 
 
 def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, restart: bool = False,
-            progress: bool = False, colorizer: Colorizer | None = None, executor: Any = None) -> JobResult:
+            progress: bool = False, colorizer: Colorizer | None = None, executor: Any = None,
+            guides: Sequence[ShotGuide] | None = None) -> JobResult:
     """Colorize `src` into `out`, resuming a matching interrupted job. `executor` runs the chunks
-    (LocalExecutor by default, or distributed.RayExecutor)."""
+    (LocalExecutor by default, or distributed.RayExecutor). `guides`: colour guides already
+    built (eval's simulated user); by default they come from `cfg.guide`, if set."""
     t0 = time.time()
     check_paths(src, out, overwrite)
     fmt = container_format(out)
@@ -284,7 +305,13 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     output_pix_fmt(info, cfg.encoder)  # an encoder that cannot take this source fails before any work
     if executor is None:
         executor = LocalExecutor(colorizer or Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision))
-    manifest = open_manifest(src, out, info, cfg, fmt, executor.weights_sha256, restart)
+    if guides is None and cfg.guide:
+        guides = load_guides(Path(cfg.guide), info, cfg)
+    guides = list(guides or [])
+    if guides and not executor.takes_guide:
+        raise WeightsError(f"the model {cfg.weights_path.name} takes no colour guide; use a guided model for --guide")
+    manifest = open_manifest(src, out, info, cfg, fmt, executor.weights_sha256, restart,
+                             guides_hash(guides) if guides else None)
 
     todo = [c for c in manifest.chunks if c.index not in manifest.done]
     bar = _progress_bar(manifest, progress)
@@ -292,7 +319,7 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     run_start = time.time()
     try:
         for chunk, data, frames, errors in executor.run(info, todo, cfg, segment_format(cfg.encoder),
-                                                        bar.update if bar else None):
+                                                        bar.update if bar else None, guides):
             decode_errors += errors
             record_segment(manifest, chunk, data, frames)
             manifest.elapsed_s += time.time() - run_start
@@ -317,6 +344,15 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     return JobResult(out, manifest.frames_total, time.time() - t0, len(manifest.chunks), len(todo), decode_errors)
 
 
+def load_guides(path: Path, info: SourceInfo, cfg: JobConfig) -> list[ShotGuide]:
+    """A guide folder or hints file -> the shots it colours (checked before any work)."""
+    size = working_size(info.width, info.height, cfg.working_size)
+    keyed = read_guide(path, info, size)
+    guides = build_shot_guides(info, keyed, size, cfg.scene_cut_threshold, cfg.deinterlace)
+    log.info("guide %s: %d shot(s) guided", path, len(guides))
+    return guides
+
+
 def _progress_bar(manifest: Manifest, enabled: bool) -> Any:
     if not enabled:
         return None
@@ -327,7 +363,7 @@ def _progress_bar(manifest: Manifest, enabled: bool) -> Any:
 
 
 def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: str, weights_sha256: str,
-                  restart: bool) -> Manifest:
+                  restart: bool, guide_sha256: str | None = None) -> Manifest:
     """Resume a matching job, refuse a mismatched one, or plan a new one."""
     jdir = job_dir_for(out)
     mpath = jdir / "manifest.json"
@@ -337,6 +373,8 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
         "weights": weights_sha256,
         "output_format": fmt,
     }
+    if guide_sha256:
+        fingerprint["guide"] = guide_sha256
     if restart and jdir.exists():
         _lock_job(jdir)  # refuses while another run owns it
         shutil.rmtree(jdir)

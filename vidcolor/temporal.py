@@ -17,8 +17,20 @@ import numpy as np
 OCCLUSION_TOL = 0.08  # luma error (0..1) at which the warped past stops counting
 
 
-def _dis() -> cv2.DISOpticalFlow:
+def new_flow() -> cv2.DISOpticalFlow:
     return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+
+
+def cut_test(grey: np.ndarray, prev_grey: np.ndarray, warped_grey: np.ndarray, threshold: float) -> bool:
+    """A cut: even after motion compensation, the picture changed wholesale."""
+    moved = float(np.abs(grey - prev_grey).mean())
+    return float(np.abs(grey - warped_grey).mean()) > threshold * 0.5 or moved > threshold
+
+
+def is_cut(grey: np.ndarray, prev_grey: np.ndarray, threshold: float, dis: cv2.DISOpticalFlow | None = None) -> bool:
+    """The smoother's cut test on its own (for finding shots without smoothing)."""
+    flow = flow_to_previous(grey, prev_grey, dis)
+    return cut_test(grey, prev_grey, backward_warp(prev_grey, flow), threshold)
 
 
 def backward_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -30,7 +42,7 @@ def backward_warp(img: np.ndarray, flow: np.ndarray) -> np.ndarray:
 
 def flow_to_previous(cur: np.ndarray, prev: np.ndarray, dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
     """Dense flow from the current frame into the previous one (both float [0, 1], same size)."""
-    dis = dis or _dis()
+    dis = dis or new_flow()
     a = np.round(cur * 255).astype(np.uint8)
     b = np.round(prev * 255).astype(np.uint8)
     return dis.calc(a, b, None)
@@ -45,7 +57,7 @@ class TemporalSmoother:
     prev_grey: np.ndarray | None = None
     prev_ab: np.ndarray | None = None
     cuts: int = 0
-    _dis: cv2.DISOpticalFlow = field(default_factory=_dis, repr=False)
+    _dis: cv2.DISOpticalFlow = field(default_factory=new_flow, repr=False)
 
     def reset(self) -> None:
         self.prev_grey = None
@@ -57,13 +69,10 @@ class TemporalSmoother:
             return self._keep(grey, ab)
         flow = flow_to_previous(grey, self.prev_grey, self._dis)
         warped_grey = backward_warp(self.prev_grey, flow)
-        err = np.abs(grey - warped_grey)
-        # A cut: even after motion compensation, the picture changed wholesale.
-        moved = float(np.abs(grey - self.prev_grey).mean())
-        if float(err.mean()) > self.cut_threshold * 0.5 or moved > self.cut_threshold:
+        if cut_test(grey, self.prev_grey, warped_grey, self.cut_threshold):
             self.cuts += 1
             return self._keep(grey, ab)
-        err = cv2.GaussianBlur(err, (0, 0), 1.0)
+        err = cv2.GaussianBlur(np.abs(grey - warped_grey), (0, 0), 1.0)
         weight = self.strength * np.clip(1.0 - err / OCCLUSION_TOL, 0.0, 1.0)
         warped_ab = backward_warp(self.prev_ab, flow)
         out = ab + weight[..., None] * (warped_ab - ab)

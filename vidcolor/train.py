@@ -22,7 +22,15 @@ from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
 from .data import PhotoBatches, ab_rarity_weights, load_image_cache
-from .model import GeneratorConfig, PatchDiscriminator, UnetGenerator, init_weights, save_atomic, save_generator
+from .model import (
+    GeneratorConfig,
+    PatchDiscriminator,
+    build_generator,
+    init_weights,
+    load_generator,
+    save_atomic,
+    save_generator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +50,17 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
 
-    g = UnetGenerator(GeneratorConfig(ngf=cfg.ngf, num_downs=cfg.num_downs)).to(device)
+    g = build_generator(GeneratorConfig(ngf=cfg.ngf, num_downs=cfg.num_downs, arch=cfg.arch, guide=cfg.guide))
     d = PatchDiscriminator(ndf=cfg.ndf).to(device)
-    init_weights(g)
+    if cfg.arch == "effnet_unet":
+        g.encoder.load_state_dict(encoder_weights(), strict=True)
+        g.freeze_encoder = cfg.freeze_encoder_steps > 0  # set per step below
+    else:
+        init_weights(g)
     init_weights(d)
-    g = g.to(memory_format=torch.channels_last)
+    g = g.to(device).to(memory_format=torch.channels_last)
     d = d.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_g = torch.optim.Adam(param_groups(g, cfg), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
 
     step = 0
@@ -65,8 +77,6 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         log.info("resumed %s at step %d", state_path, step)
     elif cfg.init_generator:
         # A new run from an exported generator: G continues, D and the optimisers start fresh.
-        from .model import load_generator
-
         src, _ = load_generator(cfg.init_generator)
         if src.cfg != g.cfg:
             raise ValueError(f"init_generator {cfg.init_generator} is {src.cfg}, the recipe asks for {g.cfg}")
@@ -85,7 +95,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         rarity = torch.from_numpy(ab_rarity_weights(photos, cfg.rebalance)).to(device)
         log.info("rarity-weighted L1 (strength %.2f): weights %.2f..%.2f", cfg.rebalance, rarity.min(), rarity.max())
     # Seed by step so a resumed run continues with fresh, reproducible batches.
-    batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step)
+    batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step,
+                           guide=(cfg.guide_none, cfg.guide_dense) if cfg.guide else None)
     csv_path = out / "log.csv"
     new_csv = not csv_path.exists()
     csv_file = open(csv_path, "a", newline="")
@@ -107,14 +118,17 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             if max_minutes is not None and time.time() - t0 > max_minutes * 60:
                 log.info("time budget of %.1f min reached at step %d", max_minutes, step)
                 break
-            xb, yb = next(it)
+            xb, yb, gb = next(it)
             x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
+            guide = None if gb is None else torch.from_numpy(gb).to(device)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
             lr = lr_at(cfg, step)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
-                group["lr"] = lr
-            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity)
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+            if cfg.arch == "effnet_unet":
+                set_encoder_frozen(g, step < cfg.freeze_encoder_steps)
+            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide)
             if ema is not None:
                 update_ema(ema, g, cfg.ema)
             step += 1
@@ -143,6 +157,33 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     return latest
 
 
+def encoder_weights() -> dict[str, torch.Tensor]:
+    """ImageNet EfficientNet-Lite0 weights, without the classifier the U-Net does not use."""
+    from .efficientnet import imagenet_state_dict
+
+    return {k: v for k, v in imagenet_state_dict().items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
+
+
+def param_groups(g: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """One Adam group for a from-scratch U-Net; for effnet_unet the ImageNet encoder gets its own
+    group at `encoder_lr_scale` of the lr, so fine-tuning does not wash out what it knows."""
+    if cfg.arch != "effnet_unet":
+        return [{"params": list(g.parameters()), "lr_scale": 1.0}]
+    enc = list(g.encoder.parameters())
+    ids = {id(p) for p in enc}
+    return [{"params": [p for p in g.parameters() if id(p) not in ids], "lr_scale": 1.0},
+            {"params": enc, "lr_scale": cfg.encoder_lr_scale}]
+
+
+def set_encoder_frozen(g: nn.Module, frozen: bool) -> None:
+    """Decoder-only phase: the encoder gets no gradients. Its BatchNorm stays in eval mode in
+    both phases (ImageNet statistics; batches of 16 small crops would estimate them badly)."""
+    g.freeze_encoder = frozen
+    for p in g.encoder.parameters():
+        p.requires_grad_(not frozen)
+    g.encoder.eval()
+
+
 def lr_at(cfg: TrainConfig, step: int) -> float:
     """Constant lr, then (from `lr_decay_from`) a straight line to 0 at `steps`, as pix2pix does."""
     if not cfg.lr_decay_from or step < cfg.lr_decay_from:
@@ -162,7 +203,8 @@ def update_ema(ema: nn.Module, g: nn.Module, decay: float) -> None:
 
 
 def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tensor, y: torch.Tensor,
-               cfg: TrainConfig, use_gan: bool, rarity: torch.Tensor | None = None) -> list[float]:
+               cfg: TrainConfig, use_gan: bool, rarity: torch.Tensor | None = None,
+               guide: torch.Tensor | None = None) -> list[float]:
     """One pix2pix step: D on (grey, real) vs (grey, fake), then G on 100 x L1 (+ GAN).
     `rarity` (bins x bins, see data.ab_rarity_weights) weights each pixel's L1 by how rare its
     true colour is. Returns [l1, g_gan, d_real, d_fake] (zeros for the GAN terms in the L1-only
@@ -170,7 +212,7 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
     bce = nn.BCEWithLogitsLoss()
     zero = torch.zeros((), device=x.device)
     with _autocast(x.device, cfg.precision):
-        fake = g(x)
+        fake = g(x, guide)
     d_real = d_fake = g_gan = zero
     if use_gan:
         opt_d.zero_grad(set_to_none=True)
@@ -192,6 +234,8 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
             loss = cfg.lambda_l1 * (err * w[:, None]).mean()
         else:
             loss = cfg.lambda_l1 * l1
+        if cfg.lambda_l2 > 0:
+            loss = loss + cfg.lambda_l2 * (err * err).mean()
         if use_gan:
             pred = d(torch.cat([x, fake], 1))
             g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
@@ -205,7 +249,7 @@ def _meta(cfg: TrainConfig, step: int) -> dict[str, Any]:
     return {"steps": step, "train_config": config_dict(cfg), "images_seen": step * cfg.batch_size}
 
 
-def _checkpoint(g: UnetGenerator, d: nn.Module, ema: UnetGenerator | None, opt_g: Any, opt_d: Any, step: int,
+def _checkpoint(g: nn.Module, d: nn.Module, ema: nn.Module | None, opt_g: Any, opt_d: Any, step: int,
                 cfg: TrainConfig, state_path: Path, latest: Path) -> None:
     state = {"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
              "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)}

@@ -1,0 +1,291 @@
+"""Colour guides: a hand-coloured keyframe, or a few colour points, that a whole shot follows.
+
+The generator takes the guide as extra input (Zhang et al. 2017): ab of the hinted pixels times
+a confidence, and the confidence. A guide belongs to one shot, from its keyframe to the next
+cut. Every frame of the shot is matched to the keyframe directly (optical flow from the frame
+to the keyframe, on the small grey frames), and the keyframe's colours are warped onto it with
+a confidence that falls with the warp's luma error and with the time since the keyframe.
+Matching each frame to the keyframe, rather than chaining flow frame to frame, makes a frame's
+guide independent of where its chunk starts: chunked, resumed and Ray runs give the same frames.
+
+Sources: a folder written by `vidcolor keyframes` (grey PNGs named by time; the user colours
+some; pixels left grey are no hint), or a TOML file of points (time or frame, x, y, colour).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import re
+import tomllib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .color import AB_SCALE, rgb_to_ab
+from .errors import BadInputError
+from .plan import Chunk
+from .temporal import backward_warp, flow_to_previous, is_cut, new_flow
+from .video import SourceInfo, decode_chunk, frame_pts, read_chunk
+
+log = logging.getLogger(__name__)
+
+GUIDE_TOL = 0.06  # luma error (0..1) of the warped keyframe at which its colour stops counting
+HALF_LIFE_S = 4.0  # a guide's confidence halves every this many seconds after its keyframe
+NEUTRAL_CHROMA = 6.0  # ab units: keyframe pixels with less chroma than this were "left grey"
+POINT_RADIUS = 2  # px at working resolution: a point hint is a (2r+1)^2 patch
+SCAN_WINDOW = 240  # frames decoded per read while looking for a shot's end
+KEYFRAME_NAME = re.compile(r"^t(\d+(?:\.\d+)?)\.png$")
+AUTO_SUFFIX = ".auto.png"
+
+
+@dataclass(frozen=True)
+class ShotGuide:
+    """A colour guide for one shot, at the working resolution, upright."""
+
+    pts: int  # the keyframe
+    end_pts: int | None  # the first frame of the next shot; None: the film's end
+    grey: np.ndarray  # keyframe luma [0, 1], HxW float32
+    guide: np.ndarray  # HxWx3 float32: a * conf, b * conf (ab / AB_SCALE), conf in [0, 1]
+
+    def covers(self, pts: int) -> bool:
+        return pts >= self.pts and (self.end_pts is None or pts < self.end_pts)
+
+
+def chunk_guides(guides: Sequence[ShotGuide], chunk: Chunk) -> tuple[ShotGuide, ...]:
+    """The guides whose shot overlaps a chunk (warm-up included): a chunk that starts mid-shot
+    gets its shot's guide; the rest need not travel to the worker."""
+    return tuple(g for g in guides if (chunk.end_pts is None or g.pts < chunk.end_pts)
+                 and (g.end_pts is None or g.end_pts > chunk.warmup_pts))
+
+
+def active_guide(guides: Sequence[ShotGuide], pts: int) -> ShotGuide | None:
+    """The latest keyframe at or before pts whose shot pts is in."""
+    best = None
+    for g in guides:
+        if g.covers(pts) and (best is None or g.pts > best.pts):
+            best = g
+    return best
+
+
+def guides_hash(guides: Sequence[ShotGuide]) -> str:
+    """Content hash for the job fingerprint: a changed guide must not resume an old render."""
+    h = hashlib.sha256()
+    for g in guides:
+        h.update(f"{g.pts}:{g.end_pts}:".encode())
+        h.update(np.ascontiguousarray(g.guide, np.float32).tobytes())
+    return h.hexdigest()
+
+
+def frame_guide(g: ShotGuide, grey: np.ndarray, pts: int, seconds: float,
+                dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
+    """The guide of one frame of g's shot: the keyframe's colours warped onto it. `seconds`:
+    time since the keyframe."""
+    if pts == g.pts:
+        return g.guide
+    flow = flow_to_previous(grey, g.grey, dis)  # from this frame into the keyframe
+    err = cv2.GaussianBlur(np.abs(grey - backward_warp(g.grey, flow)), (0, 0), 1.0)
+    weight = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0) * 0.5 ** (max(seconds, 0.0) / HALF_LIFE_S)
+    # The guide is premultiplied (ab * conf, conf), so bilinear warping keeps ab right at the
+    # edges of hinted areas.
+    return backward_warp(g.guide, flow) * weight[..., None]
+
+
+def guide_from_colour_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A coloured keyframe (HxWx3 uint8 RGB, full size) -> guide at `size` (w, h). Pixels with
+    less chroma than NEUTRAL_CHROMA are no hint; the rest give their ab at confidence 1."""
+    ab = rgb_to_ab(rgb.astype(np.float32) / 255.0)
+    conf = (np.hypot(ab[..., 0], ab[..., 1]) * AB_SCALE >= NEUTRAL_CHROMA).astype(np.float32)
+    full = np.concatenate([ab * conf[..., None], conf[..., None]], axis=-1)
+    return cv2.resize(full, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def guide_from_points(points: Sequence[tuple[float, float, float, float]], size: tuple[int, int]) -> np.ndarray:
+    """Points (x, y as fractions of the frame, a, b / AB_SCALE) -> guide at `size` (w, h)."""
+    w, h = size
+    guide = np.zeros((h, w, 3), np.float32)
+    r = POINT_RADIUS
+    for fx, fy, a, b in points:
+        x, y = min(w - 1, int(fx * w)), min(h - 1, int(fy * h))
+        guide[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1] = (a, b, 1.0)
+    return guide
+
+
+def true_colour_points(ab: np.ndarray, n: int, seed: int) -> list[tuple[float, float, float, float]]:
+    """n random points of a true ab image (HxWx2), each with the mean colour of its patch: a
+    simulated user (for `vidcolor eval --guide points:N`)."""
+    rng = np.random.default_rng(seed)
+    h, w = ab.shape[:2]
+    r = POINT_RADIUS
+    out = []
+    for y, x in zip(rng.integers(0, h, n), rng.integers(0, w, n)):
+        a, b = ab[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1].reshape(-1, 2).mean(0)
+        out.append(((x + 0.5) / w, (y + 0.5) / h, float(a), float(b)))
+    return out
+
+
+# --- reading the film ---------------------------------------------------------------------
+
+
+def luma_frames(info: SourceInfo, pts_list: Sequence[int], start_pts: int,
+                deinterlace: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(pts, Y plane) from start_pts on, read a window of frames at a time (never the whole
+    film's packets at once), decoded exactly as the pipeline decodes them."""
+    i = bisect.bisect_left(pts_list, start_pts)
+    while i < len(pts_list):
+        j = min(i + SCAN_WINDOW, len(pts_list))
+        end = pts_list[j] if j < len(pts_list) else None
+        src = read_chunk(info, pts_list[max(0, i - 1)] if deinterlace else pts_list[i], end, from_start=i == 0)
+        yield from decode_chunk(src, info, pts_list[i], end, deinterlace=deinterlace)
+        i = j
+
+
+def upright(a: np.ndarray, info: SourceInfo) -> np.ndarray:
+    """The picture as displayed (rotation applied): what the model sees and keyframes show."""
+    k = (info.rotation // 90) % 4
+    return np.ascontiguousarray(np.rot90(a, k)) if k else a
+
+
+def build_shot_guides(info: SourceInfo, keyed: Sequence[tuple[int, np.ndarray]], work_size: tuple[int, int],
+                      cut_threshold: float, deinterlace: bool = False) -> list[ShotGuide]:
+    """Keyframe pts + guide (upright, working size) -> ShotGuides: reads the keyframe's luma
+    and scans forward to the shot's end (the next cut, or the next keyframe)."""
+    from .pipeline import small_grey
+
+    pts_list = frame_pts(info)
+    keyed = sorted(keyed, key=lambda kv: kv[0])
+    out = []
+    for n, (kpts, guide) in enumerate(keyed):
+        next_key = keyed[n + 1][0] if n + 1 < len(keyed) else None
+        dis = new_flow()
+        key_grey = prev = end = None
+        for p, y in luma_frames(info, pts_list, kpts, deinterlace):
+            grey = upright(small_grey(y, work_size, info), info)
+            if key_grey is None:
+                key_grey = grey
+            elif (next_key is not None and p >= next_key) or is_cut(grey, prev, cut_threshold, dis):
+                end = p
+                break
+            prev = grey
+        if key_grey is None:
+            raise BadInputError(f"guide: no frame decodes at the keyframe at pts {kpts}")
+        out.append(ShotGuide(kpts, end, key_grey, guide))
+    return out
+
+
+# --- guide files ----------------------------------------------------------------------------
+
+
+def keyframe_name(seconds: float) -> str:
+    return f"t{seconds:010.3f}.png"
+
+
+def _frame_at(pts_list: Sequence[int], info: SourceInfo, seconds: float, what: str) -> int:
+    first = pts_list[0]
+    duration = (pts_list[-1] - first) * float(info.time_base)
+    frame_s = float(1 / info.rate) if info.rate else 0.1
+    if not -frame_s / 2 <= seconds <= duration + frame_s / 2:
+        raise BadInputError(f"guide: {what} is at {seconds:.3f} s, outside the film (0 to {duration:.3f} s)")
+    target = first + seconds / float(info.time_base)
+    i = bisect.bisect_left(pts_list, target)
+    near = [p for p in pts_list[max(0, i - 1) : i + 1]]
+    return min(near, key=lambda p: abs(p - target))
+
+
+def read_guide(path: Path, info: SourceInfo, work_size: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+    """A guide folder or hints file -> (keyframe pts, guide) pairs, checked against the film
+    before any work starts. Any mismatch is a one-line BadInputError."""
+    pts_list = frame_pts(info)
+    if not pts_list:
+        raise BadInputError(f"no video frames in {info.path}")
+    w, h = info.width, info.height
+    if (info.rotation // 90) % 2:
+        w, h = h, w
+    uw, uh = (work_size[1], work_size[0]) if (info.rotation // 90) % 2 else work_size
+    if path.is_dir():
+        return _read_keyframe_folder(path, info, pts_list, (w, h), (uw, uh))
+    if path.is_file() and path.suffix.lower() == ".toml":
+        return _read_hints(path, info, pts_list, (w, h), (uw, uh))
+    if not path.exists():
+        raise BadInputError(f"guide not found: {path}")
+    raise BadInputError(f"guide {path}: expected a folder of keyframes or a .toml hints file")
+
+
+def _read_keyframe_folder(folder: Path, info: SourceInfo, pts_list: Sequence[int], film: tuple[int, int],
+                          work: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+    keyed: dict[int, np.ndarray] = {}
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() == ".png")
+    for name in names:
+        if name.endswith(AUTO_SUFFIX):
+            continue  # the model's own colour, written beside each keyframe as a starting point
+        m = KEYFRAME_NAME.match(name)
+        if not m:
+            raise BadInputError(f"guide: {folder / name} is not named like a keyframe (t<seconds>.png, "
+                                "as `vidcolor keyframes` writes them)")
+        img = cv2.imread(str(folder / name), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise BadInputError(f"guide: cannot read the image {folder / name}")
+        if img.ndim != 3 or img.shape[2] not in (3, 4):
+            raise BadInputError(f"guide: {folder / name} is not a colour image (save it as RGB)")
+        if (img.shape[1], img.shape[0]) != film:
+            raise BadInputError(f"guide: {folder / name} is {img.shape[1]}x{img.shape[0]}, the film is "
+                                f"{film[0]}x{film[1]}")
+        if img.dtype != np.uint8:
+            img = (img.astype(np.float32) / np.iinfo(img.dtype).max * 255).round().astype(np.uint8)
+        rgb = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+        guide = guide_from_colour_image(rgb, work)
+        pts = _frame_at(pts_list, info, float(m.group(1)), name)
+        if guide[..., 2].max() <= 0:
+            log.info("guide: %s has no colour yet; its shot stays automatic", name)
+            continue
+        keyed[pts] = guide
+    if not names:
+        raise BadInputError(f"guide: no keyframe images (t<seconds>.png) in {folder}")
+    return sorted(keyed.items())
+
+
+def _read_hints(path: Path, info: SourceInfo, pts_list: Sequence[int], film: tuple[int, int],
+                work: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+    try:
+        doc = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+        raise BadInputError(f"guide: cannot read hints file {path}: {err}") from err
+    hints = doc.get("hint")
+    if not isinstance(hints, list) or not hints:
+        raise BadInputError(f"guide: {path} has no [[hint]] entries (time or frame, x, y, color)")
+    by_frame: dict[int, list[tuple[float, float, float, float]]] = {}
+    for i, hint in enumerate(hints, 1):
+        where = f"{path} hint {i}"
+        if not isinstance(hint, dict):
+            raise BadInputError(f"guide: {where} is not a table")
+        if ("time" in hint) == ("frame" in hint):
+            raise BadInputError(f"guide: {where} needs exactly one of time (seconds) or frame (index)")
+        if "frame" in hint:
+            idx = hint["frame"]
+            if not isinstance(idx, int) or not 0 <= idx < len(pts_list):
+                raise BadInputError(f"guide: {where}: frame {idx!r} is outside the film (0..{len(pts_list) - 1})")
+            pts = pts_list[idx]
+        else:
+            t = hint["time"]
+            if not isinstance(t, (int, float)):
+                raise BadInputError(f"guide: {where}: time must be a number of seconds")
+            pts = _frame_at(pts_list, info, float(t), where)
+        x, y = hint.get("x"), hint.get("y")
+        if not all(isinstance(v, (int, float)) for v in (x, y)) or not (0 <= x < film[0] and 0 <= y < film[1]):
+            raise BadInputError(f"guide: {where}: x, y ({x!r}, {y!r}) must lie in the {film[0]}x{film[1]} frame")
+        rgb = _parse_colour(hint.get("color"), where)
+        ab = rgb_to_ab(rgb[None, None])[0, 0]
+        by_frame.setdefault(pts, []).append(((x + 0.5) / film[0], (y + 0.5) / film[1], float(ab[0]), float(ab[1])))
+    return sorted((pts, guide_from_points(pts_hints, work)) for pts, pts_hints in by_frame.items())
+
+
+def _parse_colour(value: object, where: str) -> np.ndarray:
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return np.array([int(value[i : i + 2], 16) for i in (1, 3, 5)], np.float32) / 255.0
+    if isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in value):
+        return np.array(value, np.float32) / 255.0
+    raise BadInputError(f"guide: {where}: color must be \"#rrggbb\" or [r, g, b] (0-255), got {value!r}")
