@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from vidcolor.config import JobConfig
-from vidcolor.model import GeneratorConfig, UnetGenerator, init_weights, save_generator
+from vidcolor.model import EffUnetGenerator, GeneratorConfig, UnetGenerator, init_weights, save_generator
 
 torch.set_num_threads(int(os.environ.get("VIDCOLOR_TEST_THREADS", "2")))
 
@@ -173,6 +173,20 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         net.outer[1].bias.copy_(torch.tensor([0.25, -0.2]))  # a clear tint, so colour is visible
     path = tmp_path_factory.mktemp("weights") / "tiny.pt"
     save_generator(net, path, {"note": "random test generator"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_guided_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small random EfficientNet U-Net that takes a colour guide (untrained: its output depends
+    on the guide, not in a useful way; tests check where guides reach, not how well they work)."""
+    torch.manual_seed(0)
+    net = EffUnetGenerator(GeneratorConfig(arch="effnet_unet", ngf=4, num_downs=5, guide=True))
+    with torch.no_grad():
+        net.head.weight.normal_(0.0, 0.05)  # zero-initialised for training; a test needs output
+        net.head.bias.copy_(torch.tensor([0.25, -0.2]))  # a clear tint, so colour is visible
+    path = tmp_path_factory.mktemp("weights") / "tiny_guided.pt"
+    save_generator(net.eval(), path, {"note": "random guided test generator"})
     return path
 
 

@@ -1,0 +1,105 @@
+"""The generator on an ImageNet-trained encoder: the weights load and still recognise things,
+checkpoints rebuild the architecture, a frame's colour does not depend on its batch, and the
+decoder-only phase leaves the encoder untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED
+from vidcolor.efficientnet import INPUT_MEAN, INPUT_STD, EfficientNetLite0, imagenet_state_dict
+from vidcolor.model import Colorizer, EffUnetGenerator, GeneratorConfig, load_generator, save_generator
+from vidcolor.train import encoder_weights, train
+
+CATS_DOGS = SHARED / "train" / "cats_dogs"
+IMAGENET_CATS_DOGS = range(151, 286)  # dog breeds 151-268, cats 281-285 (and wolves/foxes between)
+
+
+@pytest.mark.skipif(not CATS_DOGS.is_dir(), reason="needs ../shared/data/train/cats_dogs")
+def test_imagenet_weights_load_strictly_and_recognise_cats_and_dogs() -> None:
+    net = EfficientNetLite0(with_head=True)
+    net.load_state_dict(imagenet_state_dict(), strict=True)
+    net.eval()
+    files = sorted(CATS_DOGS.iterdir())[:20]
+    imgs = [cv2.resize(cv2.imread(str(f))[..., ::-1], (224, 224)).astype(np.float32) / 255 for f in files]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
+    grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:]).expand(-1, 3, -1, -1)
+    with torch.no_grad():
+        for inp, need in ((x, 17), (grey, 15)):  # measured: 39/40 colour, 38/40 grey on a larger sample
+            pred = net((inp - INPUT_MEAN) / INPUT_STD).argmax(1)
+            assert sum(int(p) in IMAGENET_CATS_DOGS for p in pred) >= need
+
+
+def _net(guide: bool) -> EffUnetGenerator:
+    torch.manual_seed(0)
+    net = EffUnetGenerator(GeneratorConfig(arch="effnet_unet", ngf=4, num_downs=5, guide=guide))
+    net.encoder.load_state_dict(encoder_weights())
+    with torch.no_grad():
+        net.head.weight.normal_(0.0, 0.05)
+    return net.eval()
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_checkpoint_rebuilds_the_architecture(tmp_path: Path, int8: bool) -> None:
+    net = _net(guide=True)
+    path = tmp_path / "g.pt"
+    save_generator(net, path, {"steps": 1}, int8=int8)
+    loaded, meta = load_generator(path)
+    assert isinstance(loaded, EffUnetGenerator) and loaded.cfg == net.cfg and meta["steps"] == 1
+    x = torch.rand(2, 1, 64, 96) * 2 - 1
+    g = torch.zeros(2, 3, 64, 96)
+    g[:, :, 10:20, 10:20] = torch.tensor([0.3, -0.2, 1.0])[:, None, None]
+    with torch.no_grad():
+        a, b = net(x, g), loaded(x, g)
+    assert a.shape == (2, 2, 64, 96)
+    # fp16 kernels: under 0.6 ab units; int8 kernels: under 1.1 on average (what that costs a
+    # trained model is measured with `vidcolor eval`, see the model card)
+    err = (a - b).abs()
+    assert err.max() < 5e-3 if not int8 else err.mean() < 0.01
+    with torch.no_grad():
+        assert (net(x, g) - net(x, None)).abs().max() > 1e-4  # the guide reaches the output
+
+
+def test_colour_does_not_depend_on_the_batch(tmp_path: Path) -> None:
+    c = Colorizer(_net(guide=True), "cpu", "auto")
+    assert c.precision == "fp32"  # bf16 slows depthwise convolutions on CPU (measured)
+    rng = np.random.default_rng(0)
+    grey = rng.random((5, 72, 120), dtype=np.float32)
+    guide = np.zeros((5, 72, 120, 3), np.float32)
+    guide[2, 30:40, 50:60] = (0.2, 0.1, 1.0)
+    alone = c.predict(grey[2:3], pad_to=4, guide=guide[2:3])
+    together = c.predict(grey[:4], pad_to=4, guide=guide[:4])
+    assert np.array_equal(alone[0], together[2])
+    assert alone.shape == (1, 72, 120, 2)
+
+
+def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        cv2.imwrite(str(photos / f"p{i}.png"), cv2.GaussianBlur(rng.integers(0, 256, (40, 52, 3), np.uint8), (0, 0), 3))
+    from vidcolor.config import TrainConfig, load_config
+
+    cfg = load_config(TrainConfig, None, {
+        "data": [str(photos)], "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+        "photo_side": 36, "crop": 32, "batch_size": 2, "steps": 2, "nogan_steps": 10, "arch": "effnet_unet",
+        "ngf": 4, "num_downs": 5, "guide": True, "freeze_encoder_steps": 2, "log_every": 1,
+        "checkpoint_every": 1, "snapshot_every": 100, "threads": 1, "precision": "fp32", "ema": 0.0})
+    start = encoder_weights()
+    train(cfg)
+    frozen, _ = load_generator(tmp_path / "run" / "generator_latest.pt")
+    enc = frozen.encoder.state_dict()
+    # fp16 export: the ImageNet weights survive the decoder-only phase (to fp16 rounding)
+    assert all(torch.allclose(enc[k].float(), v.float(), atol=2e-3, rtol=1e-3) for k, v in start.items())
+    train(dataclasses.replace(cfg, steps=4))  # resumes at step 2; the encoder now trains
+    whole, _ = load_generator(tmp_path / "run" / "generator_latest.pt")
+    moved = max((whole.encoder.state_dict()[k].float() - v.float()).abs().max().item()
+                for k, v in start.items() if v.is_floating_point() and "running" not in k)
+    assert moved > 1e-3

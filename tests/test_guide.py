@@ -1,0 +1,200 @@
+"""Colour guides: keyframes per shot, hand-coloured keyframes and hint files steer their shot
+only, luma stays exact, chunked and resumed runs equal one pass, bad guides are one-line errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import decode_all, make_clip, plane
+from vidcolor.cli import main
+from vidcolor.config import JobConfig
+from vidcolor.data import sample_guide
+from vidcolor.errors import ResumeError
+from vidcolor.pipeline import open_manifest, run_job
+from vidcolor.video import container_format, probe
+
+FPS = 24
+CUT = 24  # the synthetic clip changes scene at frame 24 (1.000 s)
+
+
+@pytest.fixture
+def film(tmp_path: Path) -> Path:
+    return make_clip(tmp_path / "film.mp4", width=128, height=96, frames=48, fps=FPS, cut_at=CUT, gop=6)
+
+
+@pytest.fixture
+def gcfg(tiny_guided_weights: Path) -> JobConfig:
+    return JobConfig(weights=str(tiny_guided_weights), working_size=64, batch_size=4, preset="ultrafast",
+                     encoder="ffv1", chunk_seconds=1000.0)
+
+
+def _keys(film: Path, tmp_path: Path, gcfg: JobConfig) -> Path:
+    keys = tmp_path / "keys"
+    assert main(["keyframes", str(film), "--out-dir", str(keys), "--weights", gcfg.weights,
+                 "--working-size", "64"]) == 0
+    return keys
+
+
+def _paint(path: Path, colour_bgr: tuple[int, int, int]) -> None:
+    """What a user does in an editor: a few strokes of colour on the grey keyframe."""
+    img = cv2.imread(str(path))
+    img[20:70, 10:60] = colour_bgr
+    cv2.imwrite(str(path), img)
+
+
+def _chroma(path: Path) -> list[np.ndarray]:
+    return [np.stack([plane(f, 1), plane(f, 2)]).astype(np.int16) for f in decode_all(path)]
+
+
+def test_keyframes_one_per_shot(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    keys = _keys(film, tmp_path, gcfg)
+    assert sorted(p.name for p in keys.iterdir()) == [
+        "t000000.000.auto.png", "t000000.000.png", "t000001.000.auto.png", "t000001.000.png"]
+    grey = cv2.imread(str(keys / "t000000.000.png"), cv2.IMREAD_UNCHANGED)
+    assert grey.shape == (96, 128, 3)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    auto = cv2.imread(str(keys / "t000001.000.auto.png"))
+    assert auto.shape == (96, 128, 3) and np.abs(auto.astype(int) - auto.mean(-1, keepdims=True)).max() > 2
+
+
+def test_guide_steers_its_shot_only_and_keeps_luma(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    keys = _keys(film, tmp_path, gcfg)
+    _paint(keys / "t000000.000.png", (40, 160, 60))  # green strokes on shot 1
+    plain, guided = tmp_path / "plain.mkv", tmp_path / "guided.mkv"
+    run_job(film, plain, gcfg)
+    run_job(film, guided, dataclasses.replace(gcfg, guide=str(keys)))
+    a, b = _chroma(plain), _chroma(guided)
+    assert len(a) == len(b) == 48
+    assert all((a[i] != b[i]).any() for i in range(CUT))  # the whole first shot follows the guide
+    assert all((a[i] == b[i]).all() for i in range(CUT, 48))  # the cut ends it
+    src_y = [plane(f, 0) for f in decode_all(film)]
+    assert all((plane(f, 0) == y).all() for f, y in zip(decode_all(guided), src_y))
+
+
+def test_guided_chunks_equal_one_pass(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    """A chunk that starts mid-shot gets its shot's guide: the frames equal a single pass."""
+    keys = _keys(film, tmp_path, gcfg)
+    _paint(keys / "t000000.000.png", (200, 60, 40))
+    cfg = dataclasses.replace(gcfg, guide=str(keys))
+    one, many = tmp_path / "one.mkv", tmp_path / "many.mkv"
+    # Without smoothing a frame's colour depends on its own guide alone: chunks are exactly one pass.
+    run_job(film, one, dataclasses.replace(cfg, smoothing=False))
+    r = run_job(film, many, dataclasses.replace(cfg, smoothing=False, chunk_seconds=0.25))
+    assert r.chunks_total >= 4
+    assert all((x == y).all() for x, y in zip(_chroma(one), _chroma(many), strict=True))
+    # With smoothing, the warm-up frames settle the smoother at each seam as without a guide
+    # (test_chunks: 2 code values at most).
+    one, many = tmp_path / "one_s.mkv", tmp_path / "many_s.mkv"
+    run_job(film, one, cfg)
+    run_job(film, many, dataclasses.replace(cfg, chunk_seconds=0.25))
+    assert max(int(np.abs(x - y).max()) for x, y in zip(_chroma(one), _chroma(many), strict=True)) <= 2
+
+
+def test_changed_guide_refuses_resume(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    info = probe(film)
+    out = tmp_path / "out.mkv"
+    open_manifest(film, out, info, gcfg, container_format(out), "w", False, "a" * 64)
+    from vidcolor.pipeline import _unlock_job, job_dir_for
+
+    _unlock_job(job_dir_for(out))
+    with pytest.raises(ResumeError, match="colour guide"):
+        open_manifest(film, out, info, gcfg, container_format(out), "w", False, "b" * 64)
+
+
+def test_hints_file(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    hints = tmp_path / "hints.toml"
+    hints.write_text('[[hint]]\nframe = 30\nx = 40\ny = 50\ncolor = "#c83c28"\n\n'
+                     '[[hint]]\ntime = 1.25\nx = 100\ny = 20\ncolor = [40, 80, 200]\n')
+    plain, guided = tmp_path / "plain.mkv", tmp_path / "guided.mkv"
+    run_job(film, plain, gcfg)
+    run_job(film, guided, dataclasses.replace(gcfg, guide=str(hints)))
+    a, b = _chroma(plain), _chroma(guided)
+    assert all((a[i] == b[i]).all() for i in range(30))  # before the first hinted frame: untouched
+    assert all((a[i] != b[i]).any() for i in range(30, 48))
+
+
+def _run_cli(tmp_path: Path, film: Path, weights: str, guide: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    out = tmp_path / "out.mp4"
+    rc = main(["colorize", str(film), "-o", str(out), "--workers", "0", "--weights", weights, "-q",
+               "--working-size", "64", "--guide", str(guide)])
+    err = capsys.readouterr().err.strip()
+    assert not out.exists() and not (tmp_path / ".out.mp4.vidcolor").exists()
+    return rc, err
+
+
+def _bad_keyframe(keys: Path, kind: str) -> None:
+    if kind == "size":
+        cv2.imwrite(str(keys / "t000000.000.png"), np.full((50, 60, 3), (0, 0, 200), np.uint8))
+    elif kind == "name":
+        cv2.imwrite(str(keys / "frame1.png"), np.full((96, 128, 3), 90, np.uint8))
+    elif kind == "time":
+        cv2.imwrite(str(keys / "t000099.000.png"), np.full((96, 128, 3), (0, 0, 200), np.uint8))
+    elif kind == "unreadable":
+        (keys / "t000000.000.png").write_bytes(b"not a png at all")
+    elif kind == "grey_file":
+        cv2.imwrite(str(keys / "t000000.000.png"), np.full((96, 128), 90, np.uint8))
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("size", "is 60x50, the film is 128x96"), ("name", "not named like a keyframe"),
+    ("time", "outside the film"), ("unreadable", "cannot read"), ("grey_file", "not a colour image")])
+def test_bad_keyframe_folder(film: Path, tmp_path: Path, gcfg: JobConfig, capsys: pytest.CaptureFixture[str],
+                             kind: str, words: str) -> None:
+    keys = _keys(film, tmp_path, gcfg)
+    capsys.readouterr()
+    _bad_keyframe(keys, kind)
+    rc, err = _run_cli(tmp_path, film, gcfg.weights, keys, capsys)
+    assert rc == 2 and words in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("", "no [[hint]]"), ('[[hint]]\nx = 1\ny = 1\ncolor = "#ff0000"\n', "exactly one of time"),
+    ('[[hint]]\nframe = 480\nx = 1\ny = 1\ncolor = "#ff0000"\n', "outside the film"),
+    ('[[hint]]\ntime = 0.5\nx = 500\ny = 1\ncolor = "#ff0000"\n', "must lie in the 128x96 frame"),
+    ('[[hint]]\ntime = 0.5\nx = 1\ny = 1\ncolor = "red"\n', "color must be"),
+    ("[[hint\n", "cannot read hints file")])
+def test_bad_hints(film: Path, tmp_path: Path, gcfg: JobConfig, capsys: pytest.CaptureFixture[str],
+                   text: str, words: str) -> None:
+    hints = tmp_path / "hints.toml"
+    hints.write_text(text)
+    rc, err = _run_cli(tmp_path, film, gcfg.weights, hints, capsys)
+    assert rc == 2 and words in err and len(err.splitlines()) == 1, err
+
+
+def test_guide_needs_a_guided_model(film: Path, tmp_path: Path, tiny_weights: Path, gcfg: JobConfig,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    keys = _keys(film, tmp_path, gcfg)
+    _paint(keys / "t000000.000.png", (40, 160, 60))
+    capsys.readouterr()
+    rc, err = _run_cli(tmp_path, film, str(tiny_weights), keys, capsys)
+    assert rc == 4 and "takes no colour guide" in err
+
+
+def test_missing_guide(film: Path, tmp_path: Path, gcfg: JobConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = _run_cli(tmp_path, film, gcfg.weights, tmp_path / "nowhere", capsys)
+    assert rc == 2 and "guide not found" in err
+
+
+def test_sample_guide_draws_true_colours() -> None:
+    rng = np.random.default_rng(0)
+    ab = np.stack(np.meshgrid(np.linspace(-0.5, 0.5, 32), np.linspace(0.3, -0.3, 24)))[:, :, :].astype(np.float32)
+    kinds = {"none": 0, "dense": 0, "points": 0}
+    for _ in range(400):
+        g = sample_guide(ab, rng, 0.45, 0.2)
+        conf = g[2]
+        assert g.shape == (3, 24, 32) and conf.min() >= 0 and conf.max() <= 1
+        if conf.max() == 0:
+            kinds["none"] += 1
+        elif set(np.unique(conf)) <= {0.0, 1.0} and conf.mean() < 0.9:
+            kinds["points"] += 1
+            hinted = conf > 0
+            # a hint's colour is the mean true colour of its small patch: close to the pixel's own
+            assert np.abs(g[:2][:, hinted] - ab[:, hinted]).max() < 0.1
+        else:
+            kinds["dense"] += 1
+    assert 140 < kinds["none"] < 220 and 50 < kinds["dense"] < 120 and kinds["points"] > 120
