@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from conftest import SHARED
+
 from vidcolor.efficientnet import INPUT_MEAN, INPUT_STD, EfficientNetLite0, imagenet_state_dict
 from vidcolor.model import Colorizer, EffUnetGenerator, GeneratorConfig, load_generator, save_generator
 from vidcolor.train import encoder_weights, train

@@ -9,8 +9,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import decode_all, make_clip, plane
+
 from vidcolor.cli import main
 from vidcolor.config import JobConfig
 from vidcolor.data import sample_guide
@@ -19,12 +19,13 @@ from vidcolor.pipeline import open_manifest, run_job
 from vidcolor.video import container_format, probe
 
 FPS = 24
-CUT = 24  # the synthetic clip changes scene at frame 24 (1.000 s)
+CUT = 12  # the synthetic clip changes scene at frame 12 (0.500 s)
+FRAMES = 25  # (its moving square wraps round at frame 26: a layout change the cut test would call a cut)
 
 
 @pytest.fixture
 def film(tmp_path: Path) -> Path:
-    return make_clip(tmp_path / "film.mp4", width=128, height=96, frames=48, fps=FPS, cut_at=CUT, gop=6)
+    return make_clip(tmp_path / "film.mp4", width=128, height=96, frames=FRAMES, fps=FPS, cut_at=CUT, gop=6)
 
 
 @pytest.fixture
@@ -54,11 +55,11 @@ def _chroma(path: Path) -> list[np.ndarray]:
 def test_keyframes_one_per_shot(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
     keys = _keys(film, tmp_path, gcfg)
     assert sorted(p.name for p in keys.iterdir()) == [
-        "t000000.000.auto.png", "t000000.000.png", "t000001.000.auto.png", "t000001.000.png"]
+        "t000000.000.auto.png", "t000000.000.png", "t000000.500.auto.png", "t000000.500.png"]
     grey = cv2.imread(str(keys / "t000000.000.png"), cv2.IMREAD_UNCHANGED)
     assert grey.shape == (96, 128, 3)
     assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
-    auto = cv2.imread(str(keys / "t000001.000.auto.png"))
+    auto = cv2.imread(str(keys / "t000000.500.auto.png"))
     assert auto.shape == (96, 128, 3) and np.abs(auto.astype(int) - auto.mean(-1, keepdims=True)).max() > 2
 
 
@@ -69,9 +70,9 @@ def test_guide_steers_its_shot_only_and_keeps_luma(film: Path, tmp_path: Path, g
     run_job(film, plain, gcfg)
     run_job(film, guided, dataclasses.replace(gcfg, guide=str(keys)))
     a, b = _chroma(plain), _chroma(guided)
-    assert len(a) == len(b) == 48
+    assert len(a) == len(b) == FRAMES
     assert all((a[i] != b[i]).any() for i in range(CUT))  # the whole first shot follows the guide
-    assert all((a[i] == b[i]).all() for i in range(CUT, 48))  # the cut ends it
+    assert all((a[i] == b[i]).all() for i in range(CUT, FRAMES))  # the cut ends it
     src_y = [plane(f, 0) for f in decode_all(film)]
     assert all((plane(f, 0) == y).all() for f, y in zip(decode_all(guided), src_y))
 
@@ -108,17 +109,18 @@ def test_changed_guide_refuses_resume(film: Path, tmp_path: Path, gcfg: JobConfi
 
 def test_hints_file(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
     hints = tmp_path / "hints.toml"
-    hints.write_text('[[hint]]\nframe = 30\nx = 40\ny = 50\ncolor = "#c83c28"\n\n'
-                     '[[hint]]\ntime = 1.25\nx = 100\ny = 20\ncolor = [40, 80, 200]\n')
+    hints.write_text('[[hint]]\nframe = 15\nx = 40\ny = 50\ncolor = "#c83c28"\n\n'
+                     '[[hint]]\ntime = 0.625\nx = 100\ny = 20\ncolor = [40, 80, 200]\n')
     plain, guided = tmp_path / "plain.mkv", tmp_path / "guided.mkv"
     run_job(film, plain, gcfg)
     run_job(film, guided, dataclasses.replace(gcfg, guide=str(hints)))
     a, b = _chroma(plain), _chroma(guided)
-    assert all((a[i] == b[i]).all() for i in range(30))  # before the first hinted frame: untouched
-    assert all((a[i] != b[i]).any() for i in range(30, 48))
+    assert all((a[i] == b[i]).all() for i in range(15))  # before the first hinted frame: untouched
+    assert all((a[i] != b[i]).any() for i in range(15, FRAMES))
 
 
-def _run_cli(tmp_path: Path, film: Path, weights: str, guide: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+def _run_cli(tmp_path: Path, film: Path, weights: str, guide: Path,
+             capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     out = tmp_path / "out.mp4"
     rc = main(["colorize", str(film), "-o", str(out), "--workers", "0", "--weights", weights, "-q",
                "--working-size", "64", "--guide", str(guide)])

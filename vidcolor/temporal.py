@@ -21,10 +21,26 @@ def new_flow() -> cv2.DISOpticalFlow:
     return cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
 
 
+LAYOUT_SIZE = (16, 9)  # thumbnail on which a cut shows as a change of the picture's layout
+LAYOUT_SHARE = 0.2  # layout change (mean |delta| of the mean-free thumbnails) that is a cut, x threshold
+
+
+def layout_change(grey: np.ndarray, prev_grey: np.ndarray) -> float:
+    """How much the coarse layout of the picture changed, brightness flicker removed. Motion
+    (even a cartoon's jumpy animation) moves details; a cut moves the big shapes. Measured on
+    Steamboat Willie: its three cuts 0.055-0.074, its fastest animation at most 0.046."""
+    a = cv2.resize(grey, LAYOUT_SIZE, interpolation=cv2.INTER_AREA)
+    b = cv2.resize(prev_grey, LAYOUT_SIZE, interpolation=cv2.INTER_AREA)
+    return float(np.abs((a - a.mean()) - (b - b.mean())).mean())
+
+
 def cut_test(grey: np.ndarray, prev_grey: np.ndarray, warped_grey: np.ndarray, threshold: float) -> bool:
-    """A cut: even after motion compensation, the picture changed wholesale."""
+    """A cut: even after motion compensation the picture changed wholesale, or its layout did.
+    Decided on the pair alone, so chunks find the same cuts as one pass."""
     moved = float(np.abs(grey - prev_grey).mean())
-    return float(np.abs(grey - warped_grey).mean()) > threshold * 0.5 or moved > threshold
+    if float(np.abs(grey - warped_grey).mean()) > threshold * 0.5 or moved > threshold:
+        return True
+    return layout_change(grey, prev_grey) > threshold * LAYOUT_SHARE
 
 
 def is_cut(grey: np.ndarray, prev_grey: np.ndarray, threshold: float, dis: cv2.DISOpticalFlow | None = None) -> bool:

@@ -419,7 +419,10 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
         if pts < start_pts:
             continue
         if end_pts is not None and pts >= end_pts:
-            break
+            # Not `break`: drain the few packets left. Freeing a threaded decoder that still
+            # holds packets deadlocks (its threads need the GIL to release Python-owned packet
+            # buffers while the freeing thread holds it); read_chunk stops soon after end_pts.
+            continue
         if _working_layout(frame.format.name) is None:
             frame = frame.reformat(format="yuv420p")
         stats.frames += 1
