@@ -38,7 +38,7 @@ GUIDE_TOL = 0.06  # luma error (0..1) of the warped keyframe at which its colour
 HALF_LIFE_S = 4.0  # a guide's confidence halves every this many seconds after its keyframe
 NEUTRAL_CHROMA = 6.0  # ab units: keyframe pixels with less chroma than this were "left grey"
 POINT_RADIUS = 2  # px at working resolution: a point hint is a (2r+1)^2 patch
-SCAN_WINDOW = 96  # frames read at a time while looking for a shot's end (and drained when it is found)
+SCAN_WINDOW = 96  # frames read at a time while looking for a shot's end
 KEYFRAME_NAME = re.compile(r"^t(\d+(?:\.\d+)?)\.png$")
 AUTO_SUFFIX = ".auto.png"
 
@@ -140,14 +140,7 @@ def luma_frames(info: SourceInfo, pts_list: Sequence[int], start_pts: int,
         j = min(i + SCAN_WINDOW, len(pts_list))
         end = pts_list[j] if j < len(pts_list) else None
         src = read_chunk(info, pts_list[max(0, i - 1)] if deinterlace else pts_list[i], end, from_start=i == 0)
-        frames = decode_chunk(src, info, pts_list[i], end, deinterlace=deinterlace)
-        try:
-            yield from frames
-        finally:
-            # A caller that stops early (a shot's end found) must not leave packets in the
-            # threaded decoder: freeing it then deadlocks (see decode_chunk). Drain the window.
-            for _ in frames:
-                pass
+        yield from decode_chunk(src, info, pts_list[i], end, deinterlace=deinterlace)
         i = j
 
 

@@ -395,7 +395,11 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
             packet = None
             if item is not None:
                 pts, dts, key, data = item
-                packet = av.Packet(data)
+                # FFmpeg-owned copy: a packet wrapping Python bytes is released through a
+                # callback that needs the GIL, from the decoder's threads, which deadlocks
+                # when the decoder is freed while holding the GIL.
+                packet = av.Packet(len(data))
+                memoryview(packet)[:] = data
                 packet.pts, packet.dts = pts, dts
                 packet.time_base = src.time_base
                 packet.is_keyframe = key
@@ -419,10 +423,7 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
         if pts < start_pts:
             continue
         if end_pts is not None and pts >= end_pts:
-            # Not `break`: drain the few packets left. Freeing a threaded decoder that still
-            # holds packets deadlocks (its threads need the GIL to release Python-owned packet
-            # buffers while the freeing thread holds it); read_chunk stops soon after end_pts.
-            continue
+            break
         if _working_layout(frame.format.name) is None:
             frame = frame.reformat(format="yuv420p")
         stats.frames += 1
