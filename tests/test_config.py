@@ -29,5 +29,6 @@ def test_training_recipes_load() -> None:
         assert cfg.crop % (1 << cfg.num_downs) == 0
         if cfg.init_generator:  # a recipe continuing the shipped model must match its architecture
             net, meta = load_generator(ROOT / cfg.init_generator)
-            assert (net.cfg.ngf, net.cfg.num_downs) == (cfg.ngf, cfg.num_downs), path.name
+            want = (cfg.arch, cfg.ngf, cfg.num_downs, cfg.guide)
+            assert (net.cfg.arch, net.cfg.ngf, net.cfg.num_downs, net.cfg.guide) == want, path.name
             assert cfg.start_step == meta["steps"] < cfg.steps, path.name  # credits the steps it had

@@ -13,6 +13,7 @@ import pytest
 import torch
 from conftest import SHARED
 
+from vidcolor.config import TrainConfig, load_config
 from vidcolor.efficientnet import INPUT_MEAN, INPUT_STD, EfficientNetLite0, imagenet_state_dict
 from vidcolor.model import Colorizer, EffUnetGenerator, GeneratorConfig, load_generator, save_generator
 from vidcolor.train import encoder_weights, train
@@ -79,19 +80,22 @@ def test_colour_does_not_depend_on_the_batch(tmp_path: Path) -> None:
     assert alone.shape == (1, 72, 120, 2)
 
 
-def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
+def _recipe(tmp_path: Path, **overrides: object) -> TrainConfig:
+    """A tiny effnet_unet recipe on a few generated photos."""
     photos = tmp_path / "photos"
-    photos.mkdir()
+    photos.mkdir(exist_ok=True)
     rng = np.random.default_rng(0)
     for i in range(6):
         cv2.imwrite(str(photos / f"p{i}.png"), cv2.GaussianBlur(rng.integers(0, 256, (40, 52, 3), np.uint8), (0, 0), 3))
-    from vidcolor.config import TrainConfig, load_config
+    base = {"data": [str(photos)], "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+            "photo_side": 36, "crop": 32, "batch_size": 2, "steps": 2, "nogan_steps": 10, "arch": "effnet_unet",
+            "ngf": 4, "num_downs": 5, "ndf": 4, "guide": True, "log_every": 1, "checkpoint_every": 1,
+            "snapshot_every": 100, "threads": 1, "precision": "fp32"}
+    return load_config(TrainConfig, None, {**base, **overrides})
 
-    cfg = load_config(TrainConfig, None, {
-        "data": [str(photos)], "out_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-        "photo_side": 36, "crop": 32, "batch_size": 2, "steps": 2, "nogan_steps": 10, "arch": "effnet_unet",
-        "ngf": 4, "num_downs": 5, "guide": True, "freeze_encoder_steps": 2, "log_every": 1,
-        "checkpoint_every": 1, "snapshot_every": 100, "threads": 1, "precision": "fp32", "ema": 0.0})
+
+def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
+    cfg = _recipe(tmp_path, freeze_encoder_steps=2, ema=0.0)
     start = encoder_weights()
     train(cfg)
     frozen, _ = load_generator(tmp_path / "run" / "generator_latest.pt")
@@ -103,3 +107,10 @@ def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
     moved = max((whole.encoder.state_dict()[k].float() - v.float()).abs().max().item()
                 for k, v in start.items() if v.is_floating_point() and "running" not in k)
     assert moved > 1e-3
+
+
+def test_gan_phase_runs_on_the_encoder_generator(tmp_path: Path) -> None:
+    train(_recipe(tmp_path, steps=3, nogan_steps=1, checkpoint_every=3))
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
+    g_gan = [float(r.split(",")[4]) for r in rows]
+    assert g_gan[0] == 0.0 and all(v > 0 for v in g_gan[1:])  # the discriminator joins after step 1
