@@ -200,3 +200,23 @@ def test_sample_guide_draws_true_colours() -> None:
         else:
             kinds["dense"] += 1
     assert 140 < kinds["none"] < 220 and 50 < kinds["dense"] < 120 and kinds["points"] > 120
+
+
+@pytest.mark.slow
+def test_shipped_model_follows_a_coloured_keyframe(film: Path, tmp_path: Path) -> None:
+    """The shipped (trained) model: a keyframe painted green turns its shot green."""
+    cfg = JobConfig(working_size=96, batch_size=4, preset="ultrafast", encoder="ffv1", chunk_seconds=1000.0)
+    keys = tmp_path / "keys"
+    assert main(["keyframes", str(film), "--out-dir", str(keys), "--working-size", "96"]) == 0
+    img = cv2.imread(str(keys / "t000000.000.png"))
+    lab = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)
+    lab[..., 1:] = (-40.0, 30.0)  # green, the whole frame, lightness kept
+    bgr = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255, 0, 255).round().astype(np.uint8)
+    cv2.imwrite(str(keys / "t000000.000.png"), bgr)
+    plain, guided = tmp_path / "plain.mkv", tmp_path / "guided.mkv"
+    run_job(film, plain, cfg)
+    run_job(film, guided, dataclasses.replace(cfg, guide=str(keys)))
+    a, b = _chroma(plain), _chroma(guided)
+    for i in range(CUT):  # green: Cb and Cr both below neutral, far more than without the guide
+        assert b[i][1].mean() < a[i][1].mean() - 8 and b[i][0].mean() < 128, i
+    assert all((a[i] == b[i]).all() for i in range(CUT, FRAMES))
