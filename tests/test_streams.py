@@ -359,8 +359,11 @@ def test_ctrl_c_keeps_chunks_then_resumes(tmp_path, tiny_weights):
     out = tmp_path / "out.mp4"
     manifest = job_dir_for(out) / "manifest.json"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # The child gets the default SIGINT handler even when this run inherited "ignore" (a shell
+    # starts background jobs that way, and Python then never raises KeyboardInterrupt).
     proc = subprocess.Popen([sys.executable, "-m", "vidcolor.cli", *args, "-o", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         if chunks_done(manifest) >= 1:
