@@ -47,6 +47,8 @@ def _guide_option(p: argparse.ArgumentParser) -> None:
 JOB_KEYS = ("weights", "working_size", "batch_size", "saturation", "precision", "device", "smoothing",
             "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
             "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide")
+# eval's --guide simulates a user, keyframes has none: the job option is colorize's alone
+UNGUIDED_KEYS = tuple(k for k in JOB_KEYS if k != "guide")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,7 +142,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .config import JobConfig, load_config
     from .metrics import evaluate
 
-    cfg = load_config(JobConfig, args.config, _overrides(args, tuple(k for k in JOB_KEYS if k != "guide")))
+    cfg = load_config(JobConfig, args.config, _overrides(args, UNGUIDED_KEYS))
     modes = [m.strip() for m in args.guide.split(",") if m.strip()]
     report = evaluate(args.clips, cfg, args.report, max_frames=args.max_frames, guide_modes=modes)
     print(report)
@@ -151,7 +153,7 @@ def _cmd_keyframes(args: argparse.Namespace) -> int:
     from .config import JobConfig, load_config
     from .keyframes import write_keyframes
 
-    cfg = load_config(JobConfig, args.config, _overrides(args, tuple(k for k in JOB_KEYS if k != "guide")))
+    cfg = load_config(JobConfig, args.config, _overrides(args, UNGUIDED_KEYS))
     paths = write_keyframes(args.input, args.out_dir, cfg)
     print(f"{len(paths)} shot(s): colour any of {args.out_dir}/t*.png, then colorize with --guide {args.out_dir}")
     return 0

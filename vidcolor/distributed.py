@@ -190,7 +190,7 @@ class RayExecutor:
         log.info("Ray: %d model worker(s) on %s (%.0f GPU, %.0f CPU in the cluster)", workers,
                  ray_address or "a local cluster", gpus, cpus)
         ex = cls(actors, meta["sha256"], own)
-        ex.takes_guide = bool(getattr(net, "cfg", None) and net.cfg.guide)
+        ex.takes_guide = net.cfg.guide
         ex.store = store
         return ex
 

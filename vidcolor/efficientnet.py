@@ -75,7 +75,6 @@ class EfficientNetLite0(nn.Module):
             for r in range(reps):
                 blocks.append(MBConv(k, s if r == 0 else 1, e, cin if r == 0 else cout, cout))
         self._blocks = nn.ModuleList(blocks)
-        self.with_head = with_head
         if with_head:
             self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
             self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS)

@@ -30,7 +30,7 @@ from .color import AB_SCALE, rgb_to_ab
 from .errors import BadInputError
 from .plan import Chunk
 from .temporal import backward_warp, flow_to_previous, is_cut, new_flow
-from .video import SourceInfo, decode_chunk, frame_pts, read_chunk
+from .video import SourceInfo, decode_chunk, read_chunk
 
 log = logging.getLogger(__name__)
 
@@ -153,27 +153,37 @@ def upright(a: np.ndarray, info: SourceInfo) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(a, k)) if k else a
 
 
-def build_shot_guides(info: SourceInfo, keyed: Sequence[tuple[int, np.ndarray]], work_size: tuple[int, int],
-                      cut_threshold: float, deinterlace: bool = False) -> list[ShotGuide]:
-    """Keyframe pts + guide (upright, working size) -> ShotGuides: reads the keyframe's luma
-    and scans forward to the shot's end (the next cut, or the next keyframe)."""
+def shot_frames(info: SourceInfo, pts_list: Sequence[int], start_pts: int, work_size: tuple[int, int],
+                cut_threshold: float, deinterlace: bool = False
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
+    """(pts, Y plane, small grey, starts a shot) from start_pts on: the smoother's cut test on
+    each pair of frames (the first frame starts a shot)."""
     from .pipeline import small_grey
 
-    pts_list = frame_pts(info)
+    dis = new_flow()
+    prev = None
+    for pts, y in luma_frames(info, pts_list, start_pts, deinterlace):
+        grey = small_grey(y, work_size, info)
+        yield pts, y, grey, prev is None or is_cut(grey, prev, cut_threshold, dis)
+        prev = grey
+
+
+def build_shot_guides(info: SourceInfo, pts_list: Sequence[int], keyed: Sequence[tuple[int, np.ndarray]],
+                      work_size: tuple[int, int], cut_threshold: float, deinterlace: bool = False
+                      ) -> list[ShotGuide]:
+    """Keyframe pts + guide (upright, working size) -> ShotGuides: reads the keyframe's luma
+    and scans forward to the shot's end (the next cut, or the next keyframe)."""
     keyed = sorted(keyed, key=lambda kv: kv[0])
     out = []
     for n, (kpts, guide) in enumerate(keyed):
         next_key = keyed[n + 1][0] if n + 1 < len(keyed) else None
-        dis = new_flow()
-        key_grey = prev = end = None
-        for p, y in luma_frames(info, pts_list, kpts, deinterlace):
-            grey = upright(small_grey(y, work_size, info), info)
+        key_grey = end = None
+        for p, _, grey, starts in shot_frames(info, pts_list, kpts, work_size, cut_threshold, deinterlace):
             if key_grey is None:
-                key_grey = grey
-            elif (next_key is not None and p >= next_key) or is_cut(grey, prev, cut_threshold, dis):
+                key_grey = upright(grey, info)
+            elif starts or (next_key is not None and p >= next_key):
                 end = p
                 break
-            prev = grey
         if key_grey is None:
             raise BadInputError(f"guide: no frame decodes at the keyframe at pts {kpts}")
         out.append(ShotGuide(kpts, end, key_grey, guide))
@@ -195,14 +205,13 @@ def _frame_at(pts_list: Sequence[int], info: SourceInfo, seconds: float, what: s
         raise BadInputError(f"guide: {what} is at {seconds:.3f} s, outside the film (0 to {duration:.3f} s)")
     target = first + seconds / float(info.time_base)
     i = bisect.bisect_left(pts_list, target)
-    near = [p for p in pts_list[max(0, i - 1) : i + 1]]
-    return min(near, key=lambda p: abs(p - target))
+    return min(pts_list[max(0, i - 1) : i + 1], key=lambda p: abs(p - target))
 
 
-def read_guide(path: Path, info: SourceInfo, work_size: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+def read_guide(path: Path, info: SourceInfo, pts_list: Sequence[int], work_size: tuple[int, int]
+               ) -> list[tuple[int, np.ndarray]]:
     """A guide folder or hints file -> (keyframe pts, guide) pairs, checked against the film
-    before any work starts. Any mismatch is a one-line BadInputError."""
-    pts_list = frame_pts(info)
+    (its frame timestamps `pts_list`) before any work starts. Any mismatch is a one-line BadInputError."""
     if not pts_list:
         raise BadInputError(f"no video frames in {info.path}")
     w, h = info.width, info.height

@@ -16,10 +16,9 @@ import numpy as np
 from .color import lab_to_rgb, normalize_y
 from .config import JobConfig
 from .errors import OutputError
-from .guide import AUTO_SUFFIX, keyframe_name, luma_frames, upright
+from .guide import AUTO_SUFFIX, keyframe_name, shot_frames, upright
 from .model import Colorizer
-from .pipeline import small_grey, working_size
-from .temporal import is_cut, new_flow
+from .pipeline import working_size
 from .video import SourceInfo, frame_pts, probe
 
 log = logging.getLogger(__name__)
@@ -36,15 +35,13 @@ def write_keyframes(src: Path, out_dir: Path, cfg: JobConfig, colorizer: Coloriz
         raise OutputError(f"cannot create {out_dir}: {err.strerror or err}") from err
     pts_list = frame_pts(info)
     size = working_size(info.width, info.height, cfg.working_size)
-    dis = new_flow()
-    prev = None
     written = []
-    for pts, y in luma_frames(info, pts_list, pts_list[0] if pts_list else 0, cfg.deinterlace):
-        grey = small_grey(y, size, info)
-        if prev is None or is_cut(grey, prev, cfg.scene_cut_threshold, dis):
+    frames = shot_frames(info, pts_list, pts_list[0] if pts_list else 0, size, cfg.scene_cut_threshold,
+                         cfg.deinterlace)
+    for pts, y, grey, starts in frames:
+        if starts:
             seconds = (pts - pts_list[0]) * float(info.time_base)
             written.append(_write_pair(out_dir / keyframe_name(seconds), y, grey, info, colorizer))
-        prev = grey
     log.info("%d shot(s): keyframes in %s", len(written), out_dir)
     return written
 

@@ -406,17 +406,22 @@ def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:
     return guide_from_points(true_colour_points(ab, int(mode.split(":")[1]), seed), size)
 
 
-def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, mode: str) -> Any:
-    """The simulated user's guide for a clip: true colours of its first frame, for its first shot."""
+def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str]) -> dict[str, Any]:
+    """The simulated user's guides for a clip, per mode: true colours of its first frame, for
+    its first shot (found once: the modes differ only in the guide image)."""
     from .pipeline import working_size
     from .video import frame_pts, probe
 
+    if not modes:
+        return {}
     info = probe(grey.path)
     size = working_size(info.width, info.height, cfg.working_size)
     first = next(_rgb_frames(clip, 1, (grey.width, grey.height), cfg.video_stream))
-    ab = rgb_to_ab(cv2.resize(first, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
-    guide = true_guide(ab.astype(np.float32), mode, seed=0)
-    return build_shot_guides(info, [(frame_pts(info)[0], guide)], size, cfg.scene_cut_threshold)
+    ab = (rgb_to_ab(cv2.resize(first, size, interpolation=cv2.INTER_AREA)) / AB_SCALE).astype(np.float32)
+    pts_list = frame_pts(info)
+    (shot,) = build_shot_guides(info, pts_list, [(pts_list[0], true_guide(ab, modes[0], seed=0))], size,
+                                cfg.scene_cut_threshold)
+    return {m: [dataclasses.replace(shot, guide=true_guide(ab, m, seed=0))] for m in modes}
 
 
 def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_frames: int = 0,
@@ -434,9 +439,8 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
     seconds["no_smoothing"] = _colorize(grey, outs["no_smoothing"], dataclasses.replace(run_cfg, smoothing=False),
                                         colorizer)
     guided = {}
-    for j, mode in enumerate(guide_modes):
+    for j, (mode, guides) in enumerate(_clip_guides(clip, grey, cfg, guide_modes).items()):
         guided[mode] = work / f"guided_{j}.mkv"
-        guides = _clip_guides(clip, grey, cfg, mode)
         seconds[f"guide:{mode}"] = _colorize(grey, guided[mode], run_cfg, colorizer, guides)
 
     t1 = time.time()

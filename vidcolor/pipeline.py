@@ -42,6 +42,7 @@ from .video import (
     check_streams_fit,
     container_format,
     decode_chunk,
+    frame_pts,
     join,
     output_pix_fmt,
     probe,
@@ -347,8 +348,9 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
 def load_guides(path: Path, info: SourceInfo, cfg: JobConfig) -> list[ShotGuide]:
     """A guide folder or hints file -> the shots it colours (checked before any work)."""
     size = working_size(info.width, info.height, cfg.working_size)
-    keyed = read_guide(path, info, size)
-    guides = build_shot_guides(info, keyed, size, cfg.scene_cut_threshold, cfg.deinterlace)
+    pts_list = frame_pts(info)  # one demux for checking the guide and finding its shots
+    keyed = read_guide(path, info, pts_list, size)
+    guides = build_shot_guides(info, pts_list, keyed, size, cfg.scene_cut_threshold, cfg.deinterlace)
     log.info("guide %s: %d shot(s) guided", path, len(guides))
     return guides
 
@@ -390,7 +392,7 @@ def open_manifest(src: Path, out: Path, info: SourceInfo, cfg: JobConfig, fmt: s
     except OSError as err:
         raise OutputError(f"cannot create job folder {jdir}: {err.strerror or err}") from err
     _lock_job(jdir)
-    from .video import frame_pts, keyframe_pts
+    from .video import keyframe_pts
 
     pts = frame_pts(info)
     if not pts:
