@@ -21,14 +21,15 @@ def test_no_hint_leaves_the_prediction_untouched() -> None:
     assert out is ab or np.array_equal(out, ab)
 
 
-def test_one_point_moves_its_pixels_to_the_hint_and_the_flat_frame_towards_it() -> None:
+def test_one_point_colours_its_surroundings_not_the_far_side_of_the_frame() -> None:
     ab = np.zeros((72, 128, 2), np.float32)
     luma = np.full((72, 128), 0.5, np.float32)
     out = spread_hints(ab, _guide(72, 128, [(20, 30, 0.4, -0.2)]), luma)
-    assert np.allclose(out[20, 30], (0.4, -0.2), atol=0.06)
-    # Far from the point, on the same flat grey, the cast follows the only hint there is.
-    far = out[60, 120]
-    assert 0.1 < far[0] <= 0.4 and -0.2 <= far[1] < -0.05
+    assert np.allclose(out[20, 30], (0.4, -0.2), atol=0.02)
+    near = out[40, 60]  # same flat grey, 36 px away (half the short side)
+    assert near[0] > 0.25 and near[1] < -0.12
+    far = out[70, 126]  # the opposite corner, 1.5 short sides away
+    assert abs(far[0]) < 0.1 * 0.4
 
 
 def test_the_correction_stops_at_a_strong_edge() -> None:
