@@ -1,17 +1,22 @@
 """Speed of generators side by side: the bundled 480p example end to end, in one process,
 each model loaded and warmed up once, rounds interleaved so background load hits all alike.
 
-    python benchmarks/model_speed.py OLD.pt NEW.pt [--repeats 3] [--out benchmarks/model_speed.json]
+    python benchmarks/model_speed.py OLD.pt NEW.pt [--repeats 3] [--guided] [--out benchmarks/model_speed.json]
 
-Prints fps per model (median over rounds) and each model's ratio to the first.
+Prints fps per model (median over rounds) and each model's ratio to the first. `--guided` also
+runs each guide-taking model with every shot guided by a whole coloured keyframe (the model's
+own colours, from `vidcolor keyframes`): the heaviest guide, flow to the keyframe and the hint
+spreading on every frame, guide loading (the shot scan) included.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -25,6 +30,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from vidcolor.config import JobConfig  # noqa: E402
+from vidcolor.guide import AUTO_SUFFIX  # noqa: E402
+from vidcolor.keyframes import write_keyframes  # noqa: E402
 from vidcolor.model import Colorizer  # noqa: E402
 from vidcolor.pipeline import LocalExecutor, run_job  # noqa: E402
 
@@ -37,6 +44,7 @@ def main() -> None:
     p.add_argument("weights", nargs="+", type=Path)
     p.add_argument("--clip", type=Path, default=EXAMPLE)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--guided", action="store_true", help="also time guided runs (every shot guided)")
     p.add_argument("--out", type=Path, default=HERE / "model_speed.json")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -46,18 +54,26 @@ def main() -> None:
         c = Colorizer.from_file(w, cfg.device, cfg.precision)
         c.predict(np.zeros((cfg.batch_size, 144, 256), np.float32), pad_to=cfg.batch_size)  # warm-up
         models[str(w)] = c
-    fps: dict[str, list[float]] = {k: [] for k in models}
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.repeats):
+        runs: dict[str, tuple[Colorizer, JobConfig]] = {k: (c, cfg) for k, c in models.items()}
+        if args.guided:
             for name, c in models.items():
+                if c.takes_guide:
+                    keys = Path(tmp) / f"keys{len(runs)}"
+                    for grey in write_keyframes(args.clip, keys, cfg, c):  # the user "colours" each
+                        shutil.copyfile(grey.with_name(grey.stem + AUTO_SUFFIX), grey)
+                    runs[f"{name} guided"] = (c, dataclasses.replace(cfg, guide=str(keys)))
+        fps: dict[str, list[float]] = {k: [] for k in runs}
+        for r in range(args.repeats):
+            for name, (c, run_cfg) in runs.items():
                 out = Path(tmp) / "out.mp4"
                 t0 = time.perf_counter()
-                res = run_job(args.clip, out, cfg, overwrite=True, restart=True, executor=LocalExecutor(c))
+                res = run_job(args.clip, out, run_cfg, overwrite=True, restart=True, executor=LocalExecutor(c))
                 fps[name].append(res.frames / (time.perf_counter() - t0))
                 log.info("round %d %s: %.1f fps (%s precision)", r + 1, name, fps[name][-1], c.precision)
     first = statistics.median(next(iter(fps.values())))
     rows = {k: {"fps_median": statistics.median(v), "fps_all": v, "ratio_to_first": statistics.median(v) / first,
-                "precision": models[k].precision, "arch": models[k].net.cfg.arch}
+                "precision": runs[k][0].precision, "arch": runs[k][0].net.cfg.arch}
             for k, v in fps.items()}
     for k, v in rows.items():
         print(f"{k}: {v['fps_median']:.1f} fps ({v['arch']}, {v['precision']}), x{v['ratio_to_first']:.2f}")
