@@ -115,8 +115,29 @@ def test_hints_file(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
     run_job(film, plain, gcfg)
     run_job(film, guided, dataclasses.replace(gcfg, guide=str(hints)))
     a, b = _chroma(plain), _chroma(guided)
-    assert all((a[i] == b[i]).all() for i in range(15))  # before the first hinted frame: untouched
-    assert all((a[i] != b[i]).any() for i in range(15, FRAMES))
+    assert all((a[i] == b[i]).all() for i in range(CUT))  # the shot before: untouched
+    # The hinted frame is mid-shot: the guide colours its whole shot, from the cut on, the
+    # frames before the hint too.
+    assert all((a[i] != b[i]).any() for i in range(CUT, FRAMES))
+
+
+def test_mid_shot_hint_chunks_equal_one_pass(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:
+    """A hint late in a shot reaches back to the cut in every chunk: chunks that hold only
+    frames before the hinted one still get its guide, exactly as one pass does."""
+    hints = tmp_path / "hints.toml"
+    # Points on the still background: the moving square's pixels rightly lose their hint as it moves.
+    hints.write_text("".join(f'[[hint]]\nframe = 21\nx = {x}\ny = {y}\ncolor = "#2850c8"\n\n'
+                             for x, y in ((8, 8), (120, 8), (8, 88), (120, 88))))
+    cfg = dataclasses.replace(gcfg, guide=str(hints), smoothing=False)
+    plain, one, many = tmp_path / "plain.mkv", tmp_path / "one.mkv", tmp_path / "many.mkv"
+    run_job(film, plain, dataclasses.replace(cfg, guide=""))
+    run_job(film, one, cfg)
+    r = run_job(film, many, dataclasses.replace(cfg, chunk_seconds=0.25))
+    assert r.chunks_total >= 4
+    a, b, c = _chroma(plain), _chroma(one), _chroma(many)
+    assert all((x == y).all() for x, y in zip(b, c, strict=True))
+    assert all((a[i] == b[i]).all() for i in range(CUT))
+    assert all((a[i] != b[i]).any() for i in range(CUT, FRAMES))
 
 
 def _run_cli(tmp_path: Path, film: Path, weights: str, guide: Path,

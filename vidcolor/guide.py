@@ -55,23 +55,31 @@ class ShotGuide:
     """A colour guide for one shot, at the working resolution, upright."""
 
     pts: int  # the keyframe
-    end_pts: int | None  # the first frame of the next shot; None: the film's end
+    end_pts: int | None  # the first frame of the next shot (or next keyframe); None: the film's end
     grey: np.ndarray  # keyframe luma [0, 1], HxW float32
     guide: np.ndarray  # HxWx3 float32: a * conf, b * conf (ab / AB_SCALE), conf in [0, 1]
+    # The first frame the guide colours: its shot's first frame when the keyframe is mid-shot
+    # (a hint at 12.5 s colours the shot from its cut on), else the keyframe. None: the keyframe.
+    start_pts: int | None = None
+
+    @property
+    def first_pts(self) -> int:
+        return self.pts if self.start_pts is None else self.start_pts
 
     def covers(self, pts: int) -> bool:
-        return pts >= self.pts and (self.end_pts is None or pts < self.end_pts)
+        return pts >= self.first_pts and (self.end_pts is None or pts < self.end_pts)
 
 
 def chunk_guides(guides: Sequence[ShotGuide], chunk: Chunk) -> tuple[ShotGuide, ...]:
     """The guides whose shot overlaps a chunk (warm-up included): a chunk that starts mid-shot
     gets its shot's guide; the rest need not travel to the worker."""
-    return tuple(g for g in guides if (chunk.end_pts is None or g.pts < chunk.end_pts)
+    return tuple(g for g in guides if (chunk.end_pts is None or g.first_pts < chunk.end_pts)
                  and (g.end_pts is None or g.end_pts > chunk.warmup_pts))
 
 
 def active_guide(guides: Sequence[ShotGuide], pts: int) -> ShotGuide | None:
-    """The latest keyframe at or before pts whose shot pts is in."""
+    """The guide covering pts (shots and keyframes' stretches do not overlap; if they ever did,
+    the latest keyframe wins)."""
     best = None
     for g in guides:
         if g.covers(pts) and (best is None or g.pts > best.pts):
@@ -83,7 +91,7 @@ def guides_hash(guides: Sequence[ShotGuide]) -> str:
     """Content hash for the job fingerprint: a changed guide must not resume an old render."""
     h = hashlib.sha256()
     for g in guides:
-        h.update(f"{g.pts}:{g.end_pts}:".encode())
+        h.update(f"{g.first_pts}:{g.pts}:{g.end_pts}:".encode())
         h.update(np.ascontiguousarray(g.guide, np.float32).tobytes())
     return h.hexdigest()
 
@@ -91,12 +99,12 @@ def guides_hash(guides: Sequence[ShotGuide]) -> str:
 def frame_guide(g: ShotGuide, grey: np.ndarray, pts: int, seconds: float,
                 dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
     """The guide of one frame of g's shot: the keyframe's colours warped onto it. `seconds`:
-    time since the keyframe."""
+    time from the keyframe (negative before it: the flow runs either way)."""
     if pts == g.pts:
         return g.guide
     flow = flow_to_previous(grey, g.grey, dis)  # from this frame into the keyframe
     err = cv2.GaussianBlur(np.abs(grey - backward_warp(g.grey, flow)), (0, 0), 1.0)
-    weight = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0) * 0.5 ** (max(seconds, 0.0) / HALF_LIFE_S)
+    weight = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0) * 0.5 ** (abs(seconds) / HALF_LIFE_S)
     # The guide is premultiplied (ab * conf, conf), so bilinear warping keeps ab right at the
     # edges of hinted areas.
     return backward_warp(g.guide, flow) * weight[..., None]
@@ -172,11 +180,32 @@ def shot_frames(info: SourceInfo, pts_list: Sequence[int], start_pts: int, work_
         prev = grey
 
 
+def shot_start(info: SourceInfo, pts_list: Sequence[int], kpts: int, prev_key: int | None,
+               work_size: tuple[int, int], cut_threshold: float, deinterlace: bool = False) -> int:
+    """The first frame a keyframe's guide colours: the last cut at or before kpts (looking back
+    no further than the previous keyframe), the film's first frame if the first shot has no cut
+    before kpts, or kpts itself when the previous keyframe shares the shot (its guide covers the
+    frames between). The pair just before kpts is tested first: keyframes written by `vidcolor
+    keyframes` start their shot, so that one pair usually decides."""
+    k = bisect.bisect_left(pts_list, kpts)
+    lo = 0 if prev_key is None else bisect.bisect_left(pts_list, prev_key)
+    hi, window = k, 1
+    while hi > lo:
+        j = max(lo, hi - window)
+        frames = shot_frames(info, pts_list, pts_list[j], work_size, cut_threshold, deinterlace)
+        cuts = [p for n, (p, _, _, starts) in zip(range(hi - j + 1), frames) if starts and n > 0]
+        if cuts:
+            return cuts[-1]
+        hi, window = j, SCAN_WINDOW
+    return pts_list[0] if prev_key is None and pts_list else kpts
+
+
 def build_shot_guides(info: SourceInfo, pts_list: Sequence[int], keyed: Sequence[tuple[int, np.ndarray]],
                       work_size: tuple[int, int], cut_threshold: float, deinterlace: bool = False
                       ) -> list[ShotGuide]:
-    """Keyframe pts + guide (upright, working size) -> ShotGuides: reads the keyframe's luma
-    and scans forward to the shot's end (the next cut, or the next keyframe)."""
+    """Keyframe pts + guide (upright, working size) -> ShotGuides: reads the keyframe's luma,
+    finds the shot's start (see shot_start) and scans forward to its end (the next cut, or the
+    next keyframe)."""
     keyed = sorted(keyed, key=lambda kv: kv[0])
     out = []
     for n, (kpts, guide) in enumerate(keyed):
@@ -190,7 +219,9 @@ def build_shot_guides(info: SourceInfo, pts_list: Sequence[int], keyed: Sequence
                 break
         if key_grey is None:
             raise BadInputError(f"guide: no frame decodes at the keyframe at pts {kpts}")
-        out.append(ShotGuide(kpts, end, key_grey, guide))
+        start = shot_start(info, pts_list, kpts, keyed[n - 1][0] if n else None, work_size, cut_threshold,
+                           deinterlace)
+        out.append(ShotGuide(kpts, end, key_grey, guide, start))
     return out
 
 
