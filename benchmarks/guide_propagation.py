@@ -39,7 +39,7 @@ from vidcolor.video import frame_pts, probe  # noqa: E402
 log = logging.getLogger("bench")
 
 
-def first_shot(clip: Path, cfg: JobConfig) -> tuple[list[tuple[float, np.ndarray, np.ndarray]], tuple[int, int]]:
+def first_shot(clip: Path, cfg: JobConfig) -> list[tuple[float, np.ndarray, np.ndarray]]:
     """[(seconds, grey, true ab)] of the clip's first shot, at the working size."""
     info = probe(clip)
     size = working_size(info.width, info.height, cfg.working_size)
@@ -53,7 +53,7 @@ def first_shot(clip: Path, cfg: JobConfig) -> tuple[list[tuple[float, np.ndarray
                 break
             small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
             out.append(((pts - pts_list[0]) * float(info.time_base), upright(grey, info), rgb_to_ab(small)))
-    return out, size
+    return out
 
 
 def chained(key: ShotGuide, frames: list[tuple[float, np.ndarray, np.ndarray]]) -> list[np.ndarray]:
@@ -103,11 +103,11 @@ def main() -> None:
     cfg = JobConfig()
     rows = {}
     for clip in args.clips:
-        frames, _ = first_shot(clip, cfg)
+        frames = first_shot(clip, cfg)
         if len(frames) < 2:
             log.info("%s: first shot is %d frame(s), skipped", clip.name, len(frames))
             continue
-        key = ShotGuide(0, None, frames[0][1], true_guide(frames[0][2].astype(np.float32), "first-frame", 0))
+        key = ShotGuide(0, None, frames[0][1], true_guide(frames[0][2].astype(np.float32), "first-frame", 0), 0)
         dis = new_flow()
         direct = [frame_guide(key, grey, i, seconds, dis) for i, (seconds, grey, _) in enumerate(frames)]
         rows[clip.stem] = {"frames": len(frames), "seconds": frames[-1][0],

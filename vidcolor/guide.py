@@ -59,21 +59,17 @@ class ShotGuide:
     grey: np.ndarray  # keyframe luma [0, 1], HxW float32
     guide: np.ndarray  # HxWx3 float32: a * conf, b * conf (ab / AB_SCALE), conf in [0, 1]
     # The first frame the guide colours: its shot's first frame when the keyframe is mid-shot
-    # (a hint at 12.5 s colours the shot from its cut on), else the keyframe. None: the keyframe.
-    start_pts: int | None = None
-
-    @property
-    def first_pts(self) -> int:
-        return self.pts if self.start_pts is None else self.start_pts
+    # (a hint at 12.5 s colours the shot from its cut on), else the keyframe (see shot_start).
+    start_pts: int
 
     def covers(self, pts: int) -> bool:
-        return pts >= self.first_pts and (self.end_pts is None or pts < self.end_pts)
+        return pts >= self.start_pts and (self.end_pts is None or pts < self.end_pts)
 
 
 def chunk_guides(guides: Sequence[ShotGuide], chunk: Chunk) -> tuple[ShotGuide, ...]:
     """The guides whose shot overlaps a chunk (warm-up included): a chunk that starts mid-shot
     gets its shot's guide; the rest need not travel to the worker."""
-    return tuple(g for g in guides if (chunk.end_pts is None or g.first_pts < chunk.end_pts)
+    return tuple(g for g in guides if (chunk.end_pts is None or g.start_pts < chunk.end_pts)
                  and (g.end_pts is None or g.end_pts > chunk.warmup_pts))
 
 
@@ -91,7 +87,7 @@ def guides_hash(guides: Sequence[ShotGuide]) -> str:
     """Content hash for the job fingerprint: a changed guide must not resume an old render."""
     h = hashlib.sha256()
     for g in guides:
-        h.update(f"{g.first_pts}:{g.pts}:{g.end_pts}:".encode())
+        h.update(f"{g.start_pts}:{g.pts}:{g.end_pts}:".encode())
         h.update(np.ascontiguousarray(g.guide, np.float32).tobytes())
     return h.hexdigest()
 
