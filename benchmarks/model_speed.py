@@ -51,7 +51,7 @@ def main() -> None:
     cfg = JobConfig()
     models = {}
     for w in args.weights:
-        c = Colorizer.from_file(w, cfg.device, cfg.precision)
+        c = Colorizer.from_file(w, cfg.device, cfg.precision, backend=cfg.backend)
         c.predict(np.zeros((cfg.batch_size, 144, 256), np.float32), pad_to=cfg.batch_size)  # warm-up
         models[str(w)] = c
     with tempfile.TemporaryDirectory() as tmp:

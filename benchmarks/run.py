@@ -309,7 +309,7 @@ def measure_memory(src: Path, out: Path, cfg: JobConfig) -> dict[str, Any]:
 def child_colorize(src: str, out: str, cfg_json: str) -> int:
     """Entry point of the memory child: load the model, run one job, report memory as JSON."""
     cfg = JobConfig(**json.loads(cfg_json)).validate()
-    colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)
+    colorizer = Colorizer.for_job(cfg)
     rss_loaded = _vm("VmRSS")
     t0 = _now()
     res = run_job(Path(src), Path(out), cfg, overwrite=True, restart=True, executor=LocalExecutor(colorizer))
@@ -450,7 +450,7 @@ def run_all(args: argparse.Namespace, cfg: JobConfig, work: Path) -> tuple[Resul
 
     res = Results()
     skip = args.skip
-    colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)
+    colorizer = Colorizer.for_job(cfg)
     gpu = colorizer.device.type == "cuda"
     meta: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

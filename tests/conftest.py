@@ -7,6 +7,7 @@ chunking and colour checks have something real to act on.
 from __future__ import annotations
 
 import os
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from vidcolor.config import JobConfig
 from vidcolor.model import EffUnetGenerator, GeneratorConfig, UnetGenerator, init_weights, save_generator
 
 torch.set_num_threads(int(os.environ.get("VIDCOLOR_TEST_THREADS", "2")))
+# Converted OpenVINO models go to a cache of the test run's own, not the user's (inherited by
+# the Ray workers the tests start).
+os.environ.setdefault("VIDCOLOR_CACHE_DIR", tempfile.mkdtemp(prefix="vidcolor-test-cache-"))
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

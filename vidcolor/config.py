@@ -34,6 +34,7 @@ class JobConfig:
     saturation: float = 1.0  # gain on predicted chroma (1 = as the model predicts)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
+    backend: str = "auto"  # auto (OpenVINO on CPU, torch on CUDA) | torch | openvino
     smoothing: bool = True
     smoothing_strength: float = 0.8  # weight of the motion-compensated past, 0..<1
     scene_cut_threshold: float = 0.25  # mean abs luma change (0..1) that marks a cut
@@ -65,6 +66,8 @@ class JobConfig:
             raise ConfigError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.backend not in ("auto", "torch", "openvino"):
+            raise ConfigError(f"backend must be auto, torch or openvino, got {self.backend!r}")
         if self.chunk_seconds <= 0:
             raise ConfigError(f"chunk_seconds must be positive, got {self.chunk_seconds}")
         if not 0 <= self.warmup_frames <= 1000:
@@ -116,6 +119,10 @@ class TrainConfig:
     guide: bool = False  # train with colour guides (Zhang et al. 2017): random true-colour hints
     guide_none: float = 0.45  # share of samples given no guide (the unguided use must stay good)
     guide_dense: float = 0.2  # share given a dense guide (a propagated keyframe), the rest points
+    # Random resized crops: each sample's zoom drawn log-uniform from [zoom_min, zoom_max] (1 = the
+    # photo's own scale; 1.5 = objects half as large again), aspect jittered up to 4:3. 1, 1 = plain crops.
+    zoom_min: float = 1.0
+    zoom_max: float = 1.0
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):
@@ -136,6 +143,8 @@ class TrainConfig:
             raise ConfigError("effnet_unet halves 5 times: set num_downs = 5")
         if self.guide and self.guide_none + self.guide_dense > 1.0:
             raise ConfigError("guide_none + guide_dense must not exceed 1")
+        if not 0.5 <= self.zoom_min <= self.zoom_max <= 4.0:
+            raise ConfigError(f"need 0.5 <= zoom_min <= zoom_max <= 4, got {self.zoom_min}, {self.zoom_max}")
         if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):
             raise ConfigError("lr_decay_from must be 0 (off) or a step before `steps`")
         return self

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -165,14 +166,34 @@ def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: f
     return point_guide(ab, pts, int(rng.choice(POINT_SIZES)))
 
 
+def random_resized_crop(img: np.ndarray, out: int, scale: tuple[float, float],
+                        rng: np.random.Generator) -> np.ndarray:
+    """A random view of `img` (S x S x 3) resized to out x out, at a zoom drawn log-uniform from
+    `scale` (1 = an `out` px crop at the photo's own scale, 1.5 = objects half as large again;
+    capped where the view would exceed the photo), its aspect jittered up to 4:3 either way.
+    Each epoch then shows new views, and larger objects: the scale the ImageNet encoder learned
+    at 224 px and that a larger working size shows it."""
+    side = img.shape[0]
+    zoom = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
+    aspect = math.exp(rng.uniform(-math.log(4 / 3), math.log(4 / 3)))
+    w = round(min(side, out / zoom * math.sqrt(aspect)))
+    h = round(min(side, out / zoom / math.sqrt(aspect)))
+    y0, x0 = rng.integers(0, side - h + 1), rng.integers(0, side - w + 1)
+    view = img[y0 : y0 + h, x0 : x0 + w]
+    interp = cv2.INTER_AREA if h > out and w > out else cv2.INTER_LINEAR
+    return cv2.resize(view, (out, out), interpolation=interp)
+
+
 class PhotoBatches:
     """Infinite stream of (input, target, guide) batches with random crops and flips, seeded.
     `guide`: None for unguided training, else (none, dense) shares for sample_guide."""
 
     def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
-                 prefetch: int = 4, guide: tuple[float, float] | None = None) -> None:
+                 prefetch: int = 4, guide: tuple[float, float] | None = None,
+                 scale: tuple[float, float] = (1.0, 1.0)) -> None:
         self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
         self.guide = guide
+        self.scale = scale
         self.rng = np.random.default_rng(seed)
         self._q: queue.Queue[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = queue.Queue(prefetch)
         self._stop = threading.Event()
@@ -183,8 +204,11 @@ class PhotoBatches:
         n, side = len(self.photos), self.photos.shape[1]
         xs, ys, gs = [], [], []
         for i in self.rng.integers(0, n, self.batch):
-            y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
-            img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
+            if self.scale == (1.0, 1.0):
+                y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
+                img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
+            else:
+                img = random_resized_crop(np.asarray(self.photos[i]), self.crop, self.scale, self.rng)
             if self.rng.random() < 0.5:
                 img = img[:, ::-1]
             x, ab = make_pair(img, self.rng, self.degrade)

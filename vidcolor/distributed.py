@@ -39,9 +39,10 @@ def _worker_class() -> Any:
 
         # The weights come from a small store actor on first use (and again after a restart):
         # constructor arguments in the object store are not guaranteed to survive a restart.
-        def __init__(self, store_name: str, weights_name: str, device: str, precision: str, threads: int) -> None:
+        def __init__(self, store_name: str, weights_name: str, device: str, precision: str, backend: str,
+                     threads: int) -> None:
             self.store_name = store_name
-            self.args = (weights_name, device, precision)
+            self.args = (weights_name, device, precision, backend)
             self.threads = threads
             self.colorizer: Any = None
 
@@ -54,9 +55,9 @@ def _worker_class() -> Any:
 
                 if self.threads > 0 and not torch.cuda.is_available():
                     torch.set_num_threads(self.threads)
-                name, device, precision = self.args
+                name, device, precision, backend = self.args
                 weights = _ray.get(_ray.get_actor(self.store_name).get.remote())
-                self.colorizer = Colorizer.from_file(name, device, precision, data=weights)
+                self.colorizer = Colorizer.from_file(name, device, precision, data=weights, backend=backend)
             return self.colorizer
 
         def where(self) -> dict[str, Any]:
@@ -186,7 +187,7 @@ class RayExecutor:
             # CPU actors reserve one CPU but run torch on `threads`: decode/encode threads share them.
             opts: dict[str, Any] = {"num_gpus": per} if gpus else {"num_cpus": 1}
             actors.append(worker_cls.options(**opts).remote(store_name, str(path), cfg.device if gpus else "cpu",
-                                                            cfg.precision, threads))
+                                                            cfg.precision, cfg.backend, threads))
         log.info("Ray: %d model worker(s) on %s (%.0f GPU, %.0f CPU in the cluster)", workers,
                  ray_address or "a local cluster", gpus, cpus)
         ex = cls(actors, meta["sha256"], own)

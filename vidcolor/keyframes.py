@@ -28,7 +28,7 @@ def write_keyframes(src: Path, out_dir: Path, cfg: JobConfig, colorizer: Coloriz
     """Scan `src` for shots (the smoother's cut test) and write each shot's first frame, grey
     and auto-coloured, into `out_dir`. Returns the grey keyframe paths."""
     info = probe(src, cfg.video_stream)
-    colorizer = colorizer or Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)
+    colorizer = colorizer or Colorizer.for_job(cfg)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -700,7 +700,7 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
             report_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise OutputError(f"cannot create report folder {report_dir}: {err.strerror or err}") from err
-    colorizer = Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision)  # once, for every run
+    colorizer = Colorizer.for_job(cfg)  # once, for every run
     if guide_modes and not colorizer.takes_guide:
         raise ConfigError(f"--guide: the model {cfg.weights_path.name} takes no colour guide")
     results, photo_results = [], []

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from . import openvino_net
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_WIDTHS, EfficientNetLite0
 from .errors import WeightsError
 from .hints import spread_hints
@@ -317,13 +318,28 @@ class Colorizer:
     on what else is in its batch.
     """
 
-    def __init__(self, net: nn.Module, device: str = "auto", precision: str = "auto") -> None:
+    def __init__(self, net: nn.Module, device: str = "auto", precision: str = "auto",
+                 backend: str = "auto") -> None:
         self.device = pick_device(device)
+        if backend == "auto":
+            # OpenVINO runs the network 2.5x (f32) to 7x (bf16) faster than torch on CPU (measured).
+            backend = "openvino" if self.device.type == "cpu" and openvino_net.available() else "torch"
+        if backend == "openvino":
+            if self.device.type != "cpu":
+                raise WeightsError("backend 'openvino' runs on the CPU; use backend 'torch' with CUDA")
+            if not openvino_net.available():
+                raise WeightsError("backend 'openvino' asked for, but openvino is not installed "
+                                   "(pip install openvino, or use --backend torch)")
+        self.backend = backend
         if precision == "auto":
-            # On CPU bf16 speeds the plain U-Net up, but slows EfficientNet's depthwise
-            # convolutions down (measured): fp32 there.
-            cpu = "fp32" if net.cfg.arch == "effnet_unet" else "bf16"
-            precision = "fp16" if self.device.type == "cuda" else cpu
+            if backend == "openvino":
+                # bf16 where the CPU has it natively (0.00 dB on the dev set, measured), else f32.
+                precision = "bf16" if openvino_net.cpu_has_bf16() else "fp32"
+            else:
+                # On CPU bf16 speeds the plain U-Net up, but slows EfficientNet's depthwise
+                # convolutions down (measured): fp32 there.
+                cpu = "fp32" if net.cfg.arch == "effnet_unet" else "bf16"
+                precision = "fp16" if self.device.type == "cuda" else cpu
         if precision == "fp16" and self.device.type == "cpu":
             precision = "bf16"  # CPU fp16 convolutions are slow; bf16 is the CPU's half type
         self.precision = precision
@@ -331,17 +347,25 @@ class Colorizer:
         if self.device.type == "cuda" and precision == "fp16":
             self.net = self.net.half()
         self.net = self.net.to(memory_format=torch.channels_last)
+        self.ov_net = (openvino_net.OpenVinoNet(self.net, precision, GUIDE_CHANNELS if net.cfg.guide else 0,
+                                                torch.get_num_threads())
+                       if backend == "openvino" else None)
         self.multiple = net.cfg.multiple
         self.takes_guide = net.cfg.guide
         self.meta: dict[str, Any] = {}
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, device: str = "auto", precision: str = "auto",
-                  data: bytes | None = None) -> Colorizer:
+                  data: bytes | None = None, backend: str = "auto") -> Colorizer:
         net, meta = load_generator(path, data)
-        c = cls(net, device, precision)
+        c = cls(net, device, precision, backend)
         c.meta = meta
         return c
+
+    @classmethod
+    def for_job(cls, cfg: Any) -> Colorizer:
+        """The colorizer a job config (config.JobConfig) asks for."""
+        return cls.from_file(cfg.weights_path, cfg.device, cfg.precision, backend=cfg.backend)
 
     @torch.inference_mode()
     def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None) -> np.ndarray:
@@ -375,7 +399,9 @@ class Colorizer:
             g = torch.from_numpy(np.ascontiguousarray(guide, np.float32)).permute(0, 3, 1, 2).to(self.device)
             # Outside the frame there is no hint: zeros, not a reflection.
             g = torch.nn.functional.pad(g, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        if self.device.type == "cuda" and self.precision == "fp16":
+        if self.ov_net is not None:
+            y = torch.from_numpy(self.ov_net(x.numpy(), None if g is None else g.numpy()))
+        elif self.device.type == "cuda" and self.precision == "fp16":
             y = self.net(x.half(), None if g is None else g.half())
         elif self.precision == "bf16":
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):

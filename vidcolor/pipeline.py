@@ -305,7 +305,7 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     check_streams_fit(info, fmt)
     output_pix_fmt(info, cfg.encoder)  # an encoder that cannot take this source fails before any work
     if executor is None:
-        executor = LocalExecutor(colorizer or Colorizer.from_file(cfg.weights_path, cfg.device, cfg.precision))
+        executor = LocalExecutor(colorizer or Colorizer.for_job(cfg))
     if guides is None and cfg.guide:
         guides = load_guides(Path(cfg.guide), info, cfg)
     guides = list(guides or [])
