@@ -75,7 +75,7 @@ def test_cache_reused_and_repaired(tmp_path, monkeypatch) -> None:
     assert (entry / "model.xml").is_file() and (entry / "model.bin").is_file()
 
     # A second process finds the cached model: no conversion.
-    def no_convert(*a, **k):  # noqa: ANN002, ANN003, ANN202
+    def no_convert(*a, **k):
         raise AssertionError("converted again although the cache holds the model")
 
     monkeypatch.setattr(openvino_net, "_convert", no_convert)
