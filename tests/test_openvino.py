@@ -99,3 +99,22 @@ def test_cache_key_follows_the_weights(tiny_weights) -> None:
     with torch.no_grad():
         next(b.parameters()).add_(0.01)
     assert openvino_net.model_key(a) != openvino_net.model_key(b)
+
+
+def test_same_colours_whatever_ran_before(monkeypatch) -> None:
+    # Each input shape gets its own compiled model; evicted and compiled again, or compiled after
+    # other shapes, it must give the same bits (chunks, Ray actors and resumed runs depend on it).
+    net, _ = load_generator(JobConfig().weights_path)
+    rng = np.random.default_rng(3)
+    a, b = rng.random((2, 1, 64, 96), np.float32), rng.random((2, 1, 96, 64), np.float32)
+    ov = openvino_net.OpenVinoNet(net, "fp32", 3)
+    first = ov(a)
+    ov(b)
+    assert np.array_equal(ov(a), first)
+    monkeypatch.setattr(openvino_net, "MAX_SHAPES", 1)
+    ov = openvino_net.OpenVinoNet(net, "fp32", 3)
+    assert np.array_equal(ov(a), first)
+    ov(b)  # evicts a's compiled model
+    assert list(ov.requests) == [(2, 1, 96, 64)]
+    assert np.array_equal(ov(a), first)
+    assert np.array_equal(openvino_net.OpenVinoNet(net, "fp32", 3)(a), first)  # another process's

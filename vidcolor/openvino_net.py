@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # imported lazily at run time: a GPU image may not have it
     import openvino as ov
 
 log = logging.getLogger(__name__)
+
+MAX_SHAPES = 16  # compiled input shapes kept per network
 
 
 def available() -> bool:
@@ -136,13 +139,33 @@ class OpenVinoNet:
             raise ValueError(f"OpenVINO runs fp32 or bf16, not {precision}")
         self.guide_channels = guide_channels
         self.precision = precision
-        model = load_or_convert(net, guide_channels, cache)
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-                  "PERFORMANCE_HINT": "LATENCY"}
+        self.model = load_or_convert(net, guide_channels, cache)
+        self.config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                       "PERFORMANCE_HINT": "LATENCY"}
         if threads > 0:
-            config["INFERENCE_NUM_THREADS"] = threads
-        self.compiled = ov.Core().compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+            self.config["INFERENCE_NUM_THREADS"] = threads
+        self.core = ov.Core()
+        self.requests: OrderedDict[tuple[int, ...], ov.InferRequest] = OrderedDict()
+
+    def _request(self, shape: tuple[int, ...]) -> ov.InferRequest:
+        """An inference request compiled for exactly this input shape: static shapes run 1.4x
+        faster than a dynamic model (measured, 8 x 160x192, bf16). A job has one shape (fixed
+        batch, fixed working size), so it compiles once (about 0.5 s); every shape always gets
+        the same compiled model, so a frame's colour does not depend on what ran before."""
+        req = self.requests.get(shape)
+        if req is None:
+            model = self.model.clone()
+            shapes = {model.inputs[0].any_name: list(shape)}
+            if self.guide_channels:
+                shapes[model.inputs[1].any_name] = [shape[0], self.guide_channels, *shape[2:]]
+            model.reshape(shapes)
+            req = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            self.requests[shape] = req
+            if len(self.requests) > MAX_SHAPES:  # many photo sizes in an evaluation: bound the memory
+                self.requests.popitem(last=False)
+        else:
+            self.requests.move_to_end(shape)
+        return req
 
     def __call__(self, x: np.ndarray, guide: np.ndarray | None = None) -> np.ndarray:
         inputs = [np.ascontiguousarray(x, np.float32)]
@@ -151,4 +174,4 @@ class OpenVinoNet:
                 guide = np.zeros((x.shape[0], self.guide_channels, *x.shape[2:]), np.float32)
             inputs.append(np.ascontiguousarray(guide, np.float32))
         # The request's output buffer is reused by the next call: copy it out.
-        return self.request.infer(inputs)[0].copy()
+        return self._request(tuple(x.shape)).infer(inputs)[0].copy()
