@@ -55,7 +55,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import torch
 
-    cfg = JobConfig()
+    cfg = JobConfig(allow_colour_input=True)  # vtest.avi is a colour clip: colorized from its luma
     net, meta = load_generator(cfg.weights_path)
     cols = {}
     for backend, precision in RUNTIMES:

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from vidcolor.color import AB_SCALE, rgb_to_ab  # noqa: E402
 from vidcolor.config import JobConfig  # noqa: E402
+from vidcolor.evaluate import true_guide  # noqa: E402
 from vidcolor.guide import GUIDE_TOL, HALF_LIFE_S, ShotGuide, frame_guide, shot_frames, upright  # noqa: E402
-from vidcolor.metrics import true_guide  # noqa: E402
 from vidcolor.pipeline import working_size  # noqa: E402
 from vidcolor.temporal import backward_warp, flow_to_previous, new_flow  # noqa: E402
 from vidcolor.video import frame_pts, probe  # noqa: E402

@@ -19,10 +19,9 @@ import av
 import cv2
 import numpy as np
 
-from vidcolor.color import lab_to_rgb
+from vidcolor.color import lab_to_rgb, working_size
 from vidcolor.config import JobConfig
 from vidcolor.model import Colorizer
-from vidcolor.pipeline import working_size
 
 
 def run_reference(src: Path, work: Path, cfg: JobConfig, colorizer: Colorizer) -> dict[str, Any]:

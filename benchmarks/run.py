@@ -43,9 +43,10 @@ from clips import make_grey_clip, trimmed_copy  # noqa: E402
 from reference import run_reference  # noqa: E402
 
 from vidcolor import pipeline  # noqa: E402
+from vidcolor.color import small_grey, working_size  # noqa: E402
 from vidcolor.config import DEFAULT_WEIGHTS, JobConfig, TrainConfig, load_config  # noqa: E402
 from vidcolor.model import Colorizer  # noqa: E402
-from vidcolor.pipeline import LocalExecutor, prefetch, run_job, small_grey, working_size  # noqa: E402
+from vidcolor.pipeline import LocalExecutor, prefetch, run_job  # noqa: E402
 from vidcolor.temporal import TemporalSmoother  # noqa: E402
 from vidcolor.video import SourceInfo, decode_chunk, probe, read_chunk  # noqa: E402
 

@@ -16,15 +16,14 @@ import pytest
 from vidcolor import metrics
 from vidcolor.config import JobConfig
 from vidcolor.errors import BadInputError
+from vidcolor.evaluate import evaluate, make_grey_clip
 from vidcolor.metrics import (
     PSNR_CAP,
     cdc,
     channel_histograms,
     chroma_flicker,
     colorfulness,
-    evaluate,
     js_divergence,
-    make_grey_clip,
     psnr,
     ssim,
 )

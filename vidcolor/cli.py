@@ -142,7 +142,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .config import JobConfig, load_config
-    from .metrics import evaluate
+    from .evaluate import evaluate
 
     cfg = load_config(JobConfig, args.config, _overrides(args, UNGUIDED_KEYS))
     modes = [m.strip() for m in args.guide.split(",") if m.strip()]

@@ -7,8 +7,13 @@ Training builds the same input from RGB (DESIGN decision 3), so both paths go th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from .video import SourceInfo
 
 AB_SCALE = 110.0  # Lab a/b of sRGB colours stay within about +-110; the model predicts ab / AB_SCALE
 
@@ -117,3 +122,18 @@ def yuv_to_rgb(yn: np.ndarray, cb: np.ndarray, cr: np.ndarray, matrix: str = "bt
     b = yn + 2.0 * (1.0 - kb) * cb
     g = (yn - kr * r - kb * b) / kg
     return np.clip(np.stack([r, g, b], axis=-1), 0.0, 1.0).astype(np.float32)
+
+
+# --- the working resolution ------------------------------------------------------------------
+
+
+def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(w, h) of the model input: the short side scaled to `short_side`, aspect kept."""
+    s = short_side / min(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def small_grey(y: np.ndarray, size: tuple[int, int], info: SourceInfo) -> np.ndarray:
+    """Full-resolution Y plane -> normalised luma [0, 1] at working resolution."""
+    interp = cv2.INTER_AREA if size[0] < y.shape[1] else cv2.INTER_LINEAR
+    return normalize_y(cv2.resize(y, size, interpolation=interp), info.bits, info.full_range)

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .color import AB_SCALE, rgb_to_ab
+from .color import AB_SCALE, rgb_to_ab, small_grey
 from .errors import BadInputError
 from .plan import Chunk
 from .temporal import backward_warp, flow_to_previous, is_cut, new_flow
@@ -93,17 +93,22 @@ def guides_hash(guides: Sequence[ShotGuide]) -> str:
 
 
 def frame_guide(g: ShotGuide, grey: np.ndarray, pts: int, seconds: float,
-                dis: cv2.DISOpticalFlow | None = None) -> np.ndarray:
+                dis: cv2.DISOpticalFlow | None = None, matched: np.ndarray | None = None) -> np.ndarray:
     """The guide of one frame of g's shot: the keyframe's colours warped onto it. `seconds`:
-    time from the keyframe (negative before it: the flow runs either way)."""
+    time from the keyframe (negative before it: the flow runs either way). `matched`: the
+    keyframe's colours carried by feature matching (match.carry), which fill in where the flow
+    is unsure: whatever moved, turned or came back into view."""
     if pts == g.pts:
         return g.guide
     flow = flow_to_previous(grey, g.grey, dis)  # from this frame into the keyframe
     err = cv2.GaussianBlur(np.abs(grey - backward_warp(g.grey, flow)), (0, 0), 1.0)
-    weight = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0) * 0.5 ** (abs(seconds) / HALF_LIFE_S)
+    gate = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0)
     # The guide is premultiplied (ab * conf, conf), so bilinear warping keeps ab right at the
-    # edges of hinted areas.
-    return backward_warp(g.guide, flow) * weight[..., None]
+    # edges of hinted areas, and the two sources add up by confidence.
+    out = backward_warp(g.guide, flow) * gate[..., None]
+    if matched is not None:
+        out += (1.0 - out[..., 2:3]) * matched
+    return out * 0.5 ** (abs(seconds) / HALF_LIFE_S)
 
 
 def guide_from_colour_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -166,8 +171,6 @@ def shot_frames(info: SourceInfo, pts_list: Sequence[int], start_pts: int, work_
                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, bool]]:
     """(pts, Y plane, small grey, starts a shot) from start_pts on: the smoother's cut test on
     each pair of frames (the first frame starts a shot)."""
-    from .pipeline import small_grey
-
     dis = new_flow()
     prev = None
     for pts, y in luma_frames(info, pts_list, start_pts, deinterlace):

@@ -13,12 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .color import lab_to_rgb, normalize_y
+from .color import lab_to_rgb, normalize_y, working_size
 from .config import JobConfig
 from .errors import OutputError
 from .guide import AUTO_SUFFIX, keyframe_name, shot_frames, upright
 from .model import Colorizer
-from .pipeline import working_size
 from .video import SourceInfo, frame_pts, probe
 
 log = logging.getLogger(__name__)

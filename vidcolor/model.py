@@ -23,6 +23,7 @@ from . import openvino_net
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_WIDTHS, EfficientNetLite0
 from .errors import WeightsError
 from .hints import spread_hints
+from .match import FeatureNet
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,8 @@ class Colorizer:
         self.ov_net = (openvino_net.OpenVinoNet(self.net, precision, GUIDE_CHANNELS if net.cfg.guide else 0,
                                                 torch.get_num_threads())
                        if backend == "openvino" else None)
+        self.feature_net: Any = None  # built on first use (guided jobs only)
+        self.can_match = hasattr(net, "encoder")  # features for matching: the EfficientNet encoder's
         self.multiple = net.cfg.multiple
         self.takes_guide = net.cfg.guide
         self.meta: dict[str, Any] = {}
@@ -367,6 +370,51 @@ class Colorizer:
         """The colorizer a job config (config.JobConfig) asks for."""
         return cls.from_file(cfg.weights_path, cfg.device, cfg.precision, backend=cfg.backend)
 
+    def _input(self, grey: np.ndarray, pad_to: int) -> tuple[np.ndarray, tuple[int, int]]:
+        """grey (N, H, W) [0, 1] -> network input (pad_to or N, 1, H', W') in [-1, 1], reflect-padded
+        to the network's multiple (centred), and the padding (rows, columns). numpy, not torch:
+        torch's threads would spin beside the encoder's for a few microseconds of work."""
+        n_real = grey.shape[0]
+        if pad_to > n_real:
+            grey = np.concatenate([grey, np.zeros((pad_to - n_real, *grey.shape[1:]), grey.dtype)])
+        _n, h, w = grey.shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        x = (grey.astype(np.float32, copy=False) * 2.0 - 1.0)[:, None]
+        if ph or pw:
+            # Reflect-pad to the U-Net's multiple; tiny frames fall back to replicate.
+            mode = "reflect" if ph < h and pw < w else "edge"
+            x = np.pad(x, ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)), mode=mode)
+        return np.ascontiguousarray(x), (ph, pw)
+
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(x)
+        if self.device.type == "cuda":
+            # Pinned host memory lets the copy run asynchronously to the host thread.
+            t = t.pin_memory().to(self.device, non_blocking=True)
+        return t.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def features(self, grey: np.ndarray, pad_to: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
+        """Matching features (match.FeatureNet) of grey frames (N, H, W) [0, 1]: (N, C, H'/8, W'/8)
+        on the grid of the padded frame, and the padding (rows, columns) as predict pads."""
+        if self.feature_net is None:
+            net = FeatureNet(self.net).eval()
+            self.feature_net = (openvino_net.OpenVinoNet(net, self.precision, 0, torch.get_num_threads())
+                                if self.backend == "openvino" else net)
+        n_real = grey.shape[0]
+        x, pad = self._input(grey, pad_to)
+        if isinstance(self.feature_net, openvino_net.OpenVinoNet):
+            f = torch.from_numpy(self.feature_net(x))
+        elif self.device.type == "cuda" and self.precision == "fp16":
+            f = self.feature_net(self._tensor(x).half())
+        elif self.precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                f = self.feature_net(self._tensor(x))
+        else:
+            f = self.feature_net(self._tensor(x))
+        return f[:n_real].float().cpu().numpy(), pad
+
     @torch.inference_mode()
     def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None) -> np.ndarray:
         """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32.
@@ -377,39 +425,28 @@ class Colorizer:
         kernels; a fixed batch makes a frame's colour independent of where the batch ends
         (chunk edges, the end of the film) and of its neighbours in the batch."""
         n_real = grey.shape[0]
-        if pad_to > n_real:
-            grey = np.concatenate([grey, np.zeros((pad_to - n_real, *grey.shape[1:]), grey.dtype)])
-            if guide is not None:
-                guide = np.concatenate([guide, np.zeros((pad_to - n_real, *guide.shape[1:]), guide.dtype)])
-        _n, h, w = grey.shape
-        m = self.multiple
-        ph, pw = (-h) % m, (-w) % m
-        x = torch.from_numpy(np.ascontiguousarray(grey))
-        if self.device.type == "cuda":
-            # Pinned host memory lets the copy run asynchronously to the host thread.
-            x = x.pin_memory().to(self.device, non_blocking=True)
-        x = x[:, None] * 2.0 - 1.0
-        if ph or pw:
-            # Reflect-pad to the U-Net's multiple; tiny frames fall back to replicate.
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = torch.nn.functional.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
-        x = x.contiguous(memory_format=torch.channels_last)
+        if pad_to > n_real and guide is not None:
+            guide = np.concatenate([guide, np.zeros((pad_to - n_real, *guide.shape[1:]), guide.dtype)])
+        x, (ph, pw) = self._input(grey, pad_to)
+        h, w = grey.shape[1:]
         g = None
         if guide is not None and self.takes_guide:
-            g = torch.from_numpy(np.ascontiguousarray(guide, np.float32)).permute(0, 3, 1, 2).to(self.device)
             # Outside the frame there is no hint: zeros, not a reflection.
-            g = torch.nn.functional.pad(g, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+            g = np.pad(np.ascontiguousarray(guide, np.float32).transpose(0, 3, 1, 2),
+                       ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
         if self.ov_net is not None:
-            y = torch.from_numpy(self.ov_net(x.numpy(), None if g is None else g.numpy()))
-        elif self.device.type == "cuda" and self.precision == "fp16":
-            y = self.net(x.half(), None if g is None else g.half())
-        elif self.precision == "bf16":
-            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                y = self.net(x, g)
+            y = self.ov_net(x, g)
         else:
-            y = self.net(x, g)
-        y = y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].float()
-        ab = y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            gt = None if g is None else torch.from_numpy(np.ascontiguousarray(g)).to(self.device)
+            if self.device.type == "cuda" and self.precision == "fp16":
+                yt = self.net(self._tensor(x).half(), None if gt is None else gt.half())
+            elif self.precision == "bf16":
+                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                    yt = self.net(self._tensor(x), gt)
+            else:
+                yt = self.net(self._tensor(x), gt)
+            y = yt.float().cpu().numpy()
+        ab = np.ascontiguousarray(y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].transpose(0, 2, 3, 1))
         if g is not None:
             # The network mostly colours the hinted pixels themselves; carry each hint's
             # correction to the similar pixels around it (measured: see hints.py).

@@ -63,10 +63,11 @@ def cache_dir() -> Path:
 
 
 def model_key(net: nn.Module) -> str:
-    """A hash of what the converted model depends on: weights, architecture, OpenVINO version."""
+    """A hash of what the converted model depends on: the module's kind, weights and
+    architecture, and the OpenVINO version."""
     import openvino as ov
 
-    h = hashlib.sha256(f"{net.cfg}|{ov.__version__}".encode())
+    h = hashlib.sha256(f"{type(net).__name__}|{net.cfg}|{ov.__version__}".encode())
     for name, t in net.state_dict().items():
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())

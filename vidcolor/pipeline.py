@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 
 from . import plan as planmod
-from .color import ab_to_planes, normalize_y
+from .color import ab_to_planes, small_grey, working_size
 from .config import JobConfig, load_config
 from .errors import BadInputError, Interrupted, OutputError, VidcolorError, WeightsError
 from .guide import ShotGuide, active_guide, build_shot_guides, chunk_guides, frame_guide, guides_hash, read_guide
+from .match import Reference, carry, make_reference
 from .model import Colorizer
 from .plan import Chunk, Manifest
 from .temporal import TemporalSmoother, new_flow
@@ -70,18 +70,6 @@ class JobResult:
 
 
 # --- one chunk ----------------------------------------------------------------------------
-
-
-def working_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(w, h) of the model input: the short side scaled to `short_side`, aspect kept."""
-    s = short_side / min(width, height)
-    return max(1, round(width * s)), max(1, round(height * s))
-
-
-def small_grey(y: np.ndarray, size: tuple[int, int], info: SourceInfo) -> np.ndarray:
-    """Full-resolution Y plane -> normalised luma [0, 1] at working resolution."""
-    interp = cv2.INTER_AREA if size[0] < y.shape[1] else cv2.INTER_LINEAR
-    return normalize_y(cv2.resize(y, size, interpolation=interp), info.bits, info.full_range)
 
 
 def prefetch(items: Iterable[T], depth: int) -> Iterator[T]:
@@ -139,15 +127,26 @@ def colorize_frames(
     k = (info.rotation // 90) % 4  # the model sees the picture upright
     smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
     dis = new_flow() if guides else None
+    keys: dict[int, Reference] = {}  # each keyframe's features, computed once per chunk
+
+    def key_reference(g: ShotGuide) -> Reference:
+        if g.pts not in keys:
+            feats, pad = colorizer.features(g.grey[None], pad_to=1)
+            keys[g.pts] = make_reference(feats[0], pad, g.guide)
+        return keys[g.pts]
 
     def guide_batch(pts_list: list[int], grey: np.ndarray) -> np.ndarray | None:
         found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
         if not any(g is not None for _, g in found):
             return None
+        feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if colorizer.can_match else (None, (0, 0))
         out = np.zeros((*grey.shape, 3), np.float32)
+        h, w = grey.shape[1:]
         for i, g in found:
             if g is not None:
-                out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis)
+                matched = None if feats is None else carry(feats[i], pad, key_reference(g), (w, h))
+                out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis,
+                                     matched)
         return out
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501

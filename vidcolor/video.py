@@ -74,7 +74,7 @@ class SourceInfo:
     field_order: int = 0  # AVFieldOrder of the stream (FIELD_NAMES); 0 unknown, 1 progressive
 
 
-def _open(path: str | os.PathLike) -> av.container.InputContainer:
+def open_input(path: str | os.PathLike) -> av.container.InputContainer:
     p = Path(path)
     if not p.exists():
         raise BadInputError(f"input not found: {p}")
@@ -90,7 +90,7 @@ def _open(path: str | os.PathLike) -> av.container.InputContainer:
         raise BadInputError(f"cannot open {p}: {err.strerror or err}") from err
 
 
-def _working_layout(pix_fmt: str) -> tuple[int, str, bool] | None:
+def working_layout(pix_fmt: str) -> tuple[int, str, bool] | None:
     """(bits, subsampling, grey) when frames of this format can be read as they are."""
     if pix_fmt in GREY_FORMATS:
         return GREY_FORMATS[pix_fmt], "420", True
@@ -113,7 +113,7 @@ def _working_layout(pix_fmt: str) -> tuple[int, str, bool] | None:
 
 def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
     """Read the container header and the first frames; BadInputError when it is no usable video."""
-    with _open(path) as c:
+    with open_input(path) as c:
         # FFmpeg reads a single PNG/JPEG as a one-frame "video"; colorizing stills is not this tool.
         demuxer = c.format.name if c.format else ""
         if demuxer == "image2" or demuxer.endswith("_pipe"):
@@ -137,7 +137,7 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
         chroma_dev: list[float] = []
         vs.thread_type = "AUTO"
         try:
-            for frame in _decode_frames(c, vs, errors=[0]):
+            for frame in decode_frames(c, vs, errors=[0]):
                 if first is None:
                     first = frame
                 chroma_dev.append(_chroma_deviation(frame))
@@ -147,7 +147,7 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
             raise BadInputError(f"cannot decode video in {path}: {err}") from err
         if first is None:
             raise BadInputError(f"no decodable video frames in {path}")
-        layout = _working_layout(first.format.name)
+        layout = working_layout(first.format.name)
         pix_fmt = first.format.name
         if layout is None:
             layout = (8, "420", False)  # converted to yuv420p on decode
@@ -193,7 +193,7 @@ def probe(path: str | os.PathLike, video_stream: int = 0) -> SourceInfo:
 
 def _chroma_deviation(frame: av.VideoFrame) -> float:
     """Mean distance of the chroma planes from neutral, in 8-bit code values (0 for grey film)."""
-    layout = _working_layout(frame.format.name)
+    layout = working_layout(frame.format.name)
     if layout is None:
         frame = frame.reformat(format="yuv420p")
         layout = (8, "420", False)
@@ -221,7 +221,7 @@ def write_plane(frame: av.VideoFrame, index: int, data: np.ndarray) -> None:
     arr[:, : plane.width] = data
 
 
-def _decode_frames(c: av.container.InputContainer, vs: av.VideoStream, errors: list[int],
+def decode_frames(c: av.container.InputContainer, vs: av.VideoStream, errors: list[int],
                    start_pts: int | None = None) -> Iterator[av.VideoFrame]:
     """Decode packet by packet so one broken packet is skipped, not fatal. Includes the
     final flush packet (without it the decoder keeps the last frames)."""
@@ -310,7 +310,7 @@ def read_chunk(info: SourceInfo, warmup_pts: int, end_pts: int | None, from_star
     keyframe at or past end_pts and the leading pictures that follow it in decode order
     (their pts is below that keyframe's, so they belong to this chunk)."""
     packets: list[tuple[int | None, int | None, bool, bytes]] = []
-    with _open(info.path) as c:
+    with open_input(info.path) as c:
         vs = c.streams[info.stream_index]
         cc = vs.codec_context
         if not from_start:
@@ -424,7 +424,7 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
             continue
         if end_pts is not None and pts >= end_pts:
             break
-        if _working_layout(frame.format.name) is None:
+        if working_layout(frame.format.name) is None:
             frame = frame.reformat(format="yuv420p")
         stats.frames += 1
         yield pts, read_plane(frame, 0)
@@ -433,7 +433,7 @@ def decode_chunk(src: ChunkSource, info: SourceInfo, start_pts: int, end_pts: in
 def keyframe_pts(info: SourceInfo) -> list[int]:
     """Timestamps of the keyframes (container demux only, no decoding)."""
     out: list[int] = []
-    with _open(info.path) as c:
+    with open_input(info.path) as c:
         vs = c.streams[info.stream_index]
         for packet in c.demux(vs):
             if packet.size and packet.is_keyframe and packet.pts is not None:
@@ -444,7 +444,7 @@ def keyframe_pts(info: SourceInfo) -> list[int]:
 def frame_pts(info: SourceInfo) -> list[int]:
     """Presentation timestamps of all frames, by demux (no decoding)."""
     out: list[int] = []
-    with _open(info.path) as c:
+    with open_input(info.path) as c:
         vs = c.streams[info.stream_index]
         for packet in c.demux(vs):
             if packet.size and packet.pts is not None:
@@ -581,7 +581,7 @@ def check_streams_fit(info: SourceInfo, fmt: str) -> None:
     """Fail before any work when the output container cannot carry a stream that must be copied."""
     if not any(t in ("audio", "subtitle") for _, t, _ in info.other_streams):
         return
-    with _open(info.path) as src:
+    with open_input(info.path) as src:
         for s in src.streams:
             if s.index == info.stream_index or s.type not in ("audio", "subtitle"):
                 continue
@@ -602,7 +602,7 @@ def join(segments: list[Path], info: SourceInfo, dest: Path, fmt: str) -> dict[s
     source, interleaved by time, with the source's metadata and chapters. Writes `dest` (the
     caller renames it into place)."""
     counts = {"video": 0, "audio": 0, "subtitle": 0}
-    with _open(info.path) as src, av.open(str(dest), "w", format=fmt,
+    with open_input(info.path) as src, av.open(str(dest), "w", format=fmt,
                                           options=_muxer_options(fmt, info.time_base)) as out:
         out.metadata.update({k: v for k, v in src.metadata.items() if k.lower() not in ("encoder",)})
         chapters = src.chapters()

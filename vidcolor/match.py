@@ -1,0 +1,96 @@
+"""Colour carried by what things are: matching frames to a keyframe or a reference photo in the
+generator's own encoder features (Zhang et al. 2019, "Deep Exemplar-based Video Colorization").
+
+Optical flow carries a keyframe's colour only while the picture stays where it was; whatever
+moves fast, turns or leaves and comes back is lost. Here each position of a frame (stride 8 of
+the working size) is matched to every position of the reference by cosine similarity of the
+encoder's stride-8 and stride-16 features (each made unit length, concatenated); a softmax over
+the reference's positions (temperature MATCH_T) carries the reference's colour, and the best
+similarity gates it: below SIM_NONE no colour, from SIM_FULL full confidence. The result is a
+guide like any other (ab * confidence, confidence), fed to the network's guide input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_BLOCKS
+
+STRIDE = 8  # the matched grid: stride-8 positions of the working-size frame
+MATCH_T = 0.02  # softmax temperature over cosine similarities (the issue's trial: 0.02)
+SIM_NONE = 0.5  # best cosine similarity at which a match carries no colour
+SIM_FULL = 0.8  # ... and from which it carries full confidence
+
+
+class FeatureNet(nn.Module):
+    """The generator's encoder up to stride 16: (N, 1, H, W) grey in [-1, 1] (H, W multiples of
+    32) -> (N, C8 + C16, H/8, W/8) matching features, each half unit length per position."""
+
+    def __init__(self, generator: nn.Module) -> None:
+        super().__init__()
+        self.cfg = generator.cfg
+        enc = generator.encoder
+        self.stem = nn.Sequential(enc._conv_stem, enc._bn0)
+        self.blocks = nn.ModuleList(enc._blocks[: SKIP_BLOCKS[3] + 1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rgb = (((x + 1.0) * 0.5 - INPUT_MEAN) / INPUT_STD).expand(-1, 3, -1, -1)
+        y = F.relu6(self.stem(rgb))
+        f8 = None
+        for i, block in enumerate(self.blocks):
+            y = block(y)
+            if i == SKIP_BLOCKS[2]:
+                f8 = y
+        assert f8 is not None
+        f16 = F.interpolate(y, size=f8.shape[-2:], mode="bilinear")
+        return torch.cat([F.normalize(f8, dim=1), F.normalize(f16, dim=1)], 1) * (0.5 ** 0.5)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What frames are matched against: feature vectors (C, Q) of Q positions (one image's grid,
+    or several images' side by side) and the guide at each position (Q, 3: ab * conf, conf)."""
+
+    feats: np.ndarray
+    guide: np.ndarray
+
+    @staticmethod
+    def join(refs: list[Reference]) -> Reference:
+        return Reference(np.concatenate([r.feats for r in refs], 1), np.concatenate([r.guide for r in refs], 0))
+
+
+def pad_guide(guide: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
+    """A guide (H, W, 3) padded as Colorizer pads its input (centred; no hint outside the frame)."""
+    ph, pw = pad
+    return np.pad(guide, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+
+
+def make_reference(feats: np.ndarray, pad: tuple[int, int], guide: np.ndarray) -> Reference:
+    """A reference from one image: its features (C, gh, gw, from Colorizer.features with padding
+    `pad`) and its guide at working size (H, W, 3), averaged onto the feature grid."""
+    c, gh, gw = feats.shape
+    grid = cv2.resize(pad_guide(guide, pad), (gw, gh), interpolation=cv2.INTER_AREA)
+    return Reference(feats.reshape(c, -1), grid.reshape(-1, 3).astype(np.float32))
+
+
+def carry(frame_feats: np.ndarray, pad: tuple[int, int], ref: Reference, size: tuple[int, int]) -> np.ndarray:
+    """The reference's colour carried onto a frame by feature matching: frame_feats (C, gh, gw)
+    from Colorizer.features with padding `pad`; returns the frame's guide at `size` (w, h) as
+    (h, w, 3): ab * conf, conf, where conf is the carried confidence times the match's gate."""
+    c, gh, gw = frame_feats.shape
+    sim = frame_feats.reshape(c, -1).T @ ref.feats  # cosine similarities, (P, Q)
+    best = sim.max(1)
+    w = np.exp((sim - best[:, None]) / MATCH_T)
+    w /= w.sum(1, keepdims=True)
+    gate = np.clip((best - SIM_NONE) / (SIM_FULL - SIM_NONE), 0.0, 1.0)
+    grid = ((w @ ref.guide) * gate[:, None]).reshape(gh, gw, 3).astype(np.float32)
+    ph, pw = pad
+    w_pad, h_pad = size[0] + pw, size[1] + ph
+    full = cv2.resize(grid, (w_pad, h_pad), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(full[ph // 2 : ph // 2 + size[1], pw // 2 : pw // 2 + size[0]])
