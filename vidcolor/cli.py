@@ -44,13 +44,16 @@ def _job_options(p: argparse.ArgumentParser) -> None:
 def _guide_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guide", help="colour guide: a folder of hand-coloured keyframes (see `vidcolor keyframes`) "
                                    "or a hints .toml (time or frame, x, y, color)")
+    p.add_argument("--reference", help="colour photo(s) of similar scenes, a file or a folder: each colours the "
+                                       "frames whose content matches it (no match, no colour)")
 
 
 JOB_KEYS = ("weights", "working_size", "batch_size", "saturation", "precision", "device", "backend", "smoothing",
             "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
-            "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide")
+            "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide",
+            "reference")
 # eval's --guide simulates a user, keyframes has none: the job option is colorize's alone
-UNGUIDED_KEYS = tuple(k for k in JOB_KEYS if k != "guide")
+UNGUIDED_KEYS = tuple(k for k in JOB_KEYS if k not in ("guide", "reference"))
 
 
 def build_parser() -> argparse.ArgumentParser:

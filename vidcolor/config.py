@@ -29,6 +29,7 @@ class JobConfig:
 
     weights: str = ""  # empty: the shipped model in vidcolor/weights/generator.pt
     guide: str = ""  # colour guide: a keyframe folder (vidcolor keyframes) or a hints .toml; empty: none
+    reference: str = ""  # colour photo(s) of similar scenes (a file or a folder): matched to every frame
     working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
     batch_size: int = 8
     saturation: float = 1.0  # gain on predicted chroma (1 = as the model predicts)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .config import JobConfig
 from .errors import ConfigError, OutputError
-from .guide import ShotGuide, chunk_guides
+from .guide import Guide, chunk_guides
 from .model import load_generator
 from .plan import Chunk
 from .video import SourceInfo, read_chunk
@@ -201,7 +201,7 @@ class RayExecutor:
         return ray.get([a.where.remote() for a in self.actors])
 
     def run(self, info: SourceInfo, chunks: list[Chunk], cfg: JobConfig, fmt: str,
-            on_frames: Callable[[int], None] | None, guides: Sequence[ShotGuide] = ()
+            on_frames: Callable[[int], None] | None, guides: Sequence[Guide] = ()
             ) -> Iterator[tuple[Chunk, bytes, int, int]]:
         import ray
         from ray.exceptions import RayError

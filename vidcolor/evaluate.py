@@ -30,7 +30,8 @@ from .color import AB_SCALE, ab_to_planes, normalize_y, rgb_to_luma, working_siz
 from .config import JobConfig, config_dict
 from .data import list_images
 from .errors import BadInputError, ConfigError, OutputError
-from .guide import build_shot_guides, guide_from_points, true_colour_points
+from .guide import build_shot_guides, guide_from_points, reference_photo, true_colour_points
+from .match import carry, reference_of
 from .metrics import PSNR_CAP, FlickerMeter, cdc, channel_histograms, colorfulness, psnr, rgb_to_ab, ssim
 from .model import Colorizer
 from .pipeline import LocalExecutor, run_job
@@ -229,10 +230,25 @@ def _colorize(grey: GreyClip, out: Path, cfg: JobConfig, colorizer: Any, guides:
     return time.time() - t0
 
 
+REFERENCE_MODES = ("reference:last", "reference:other", "reference:crop")
+
+
 def check_guide_modes(modes: Sequence[str]) -> None:
     for mode in modes:
-        if mode != "first-frame" and not (mode.startswith("points:") and mode[7:].isdigit() and int(mode[7:]) > 0):
-            raise ConfigError(f"unknown --guide mode {mode!r}: use first-frame or points:N (N >= 1)")
+        if mode not in ("first-frame", *REFERENCE_MODES) and not (
+                mode.startswith("points:") and mode[7:].isdigit() and int(mode[7:]) > 0):
+            raise ConfigError(f"unknown --guide mode {mode!r}: use first-frame, points:N (N >= 1), "
+                              f"{', '.join(REFERENCE_MODES)}")
+
+
+def crop_view(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """Another view of a photo, for `reference:crop`: a random crop of 70 % of each side,
+    mirrored (the reference shows the same things, elsewhere and at another scale)."""
+    rng = np.random.default_rng(seed)
+    h, w = rgb.shape[:2]
+    ch, cw = int(h * 0.7), int(w * 0.7)
+    y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw, ::-1])
 
 
 def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:
@@ -244,11 +260,34 @@ def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:
     return guide_from_points(true_colour_points(ab, int(mode.split(":")[1]), seed), size)
 
 
-def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str]) -> dict[str, Any]:
+def _other_frame(clip: Path, video_stream: int, index: int = 30) -> np.ndarray:
+    """Frame `index` (RGB) of a clip, or its last if it is shorter."""
+    c, vs = _open_video(clip, video_stream)
+    with c:
+        size = (_even(vs.codec_context.width), _even(vs.codec_context.height))
+    frames = _rgb_frames(clip, index + 1, size, video_stream)
+    last = next(frames, None)
+    if last is None:
+        raise BadInputError(f"no frames in {clip}")
+    for last in frames:  # noqa: B007 (the last one is wanted)
+        pass
+    return last
+
+
+def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str],
+                 foreign: np.ndarray | None = None) -> dict[str, Any]:
     """The simulated user's guides for a clip, per mode: true colours of its first frame, for
-    its first shot (found once: the modes differ only in the guide image)."""
+    its first shot (found once: the modes differ only in the guide image); reference:last, the
+    clip's last frame as a reference photo; reference:other, `foreign` (another clip's frame)."""
+    out: dict[str, Any] = {}
+    if "reference:last" in modes:
+        *_, last = _rgb_frames(clip, grey.frames, (grey.width, grey.height), cfg.video_stream)
+        out["reference:last"] = [reference_photo(last, "last frame", cfg.working_size)]
+    if "reference:other" in modes and foreign is not None:
+        out["reference:other"] = [reference_photo(foreign, "another clip", cfg.working_size)]
+    modes = [m for m in modes if m not in REFERENCE_MODES]
     if not modes:
-        return {}
+        return out
     info = probe(grey.path)
     size = working_size(info.width, info.height, cfg.working_size)
     first = next(_rgb_frames(clip, 1, (grey.width, grey.height), cfg.video_stream))
@@ -256,11 +295,12 @@ def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str
     pts_list = frame_pts(info)
     (shot,) = build_shot_guides(info, pts_list, [(pts_list[0], true_guide(ab, modes[0], seed=0))], size,
                                 cfg.scene_cut_threshold)
-    return {m: [dataclasses.replace(shot, guide=true_guide(ab, m, seed=0))] for m in modes}
+    return {**{m: [dataclasses.replace(shot, guide=true_guide(ab, m, seed=0))] for m in modes}, **out}
 
 
 def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_frames: int = 0,
-                  sheet: Path | None = None, guide_modes: Sequence[str] = ()) -> dict[str, Any]:
+                  sheet: Path | None = None, guide_modes: Sequence[str] = (),
+                  foreign: np.ndarray | None = None) -> dict[str, Any]:
     """All metrics of one colour clip (see the module docstring); writes `sheet` when given."""
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -274,7 +314,7 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
     seconds["no_smoothing"] = _colorize(grey, outs["no_smoothing"], dataclasses.replace(run_cfg, smoothing=False),
                                         colorizer)
     guided = {}
-    for j, (mode, guides) in enumerate(_clip_guides(clip, grey, cfg, guide_modes).items()):
+    for j, (mode, guides) in enumerate(_clip_guides(clip, grey, cfg, guide_modes, foreign).items()):
         guided[mode] = work / f"guided_{j}.mkv"
         seconds[f"guide:{mode}"] = _colorize(grey, guided[mode], run_cfg, colorizer, guides)
 
@@ -349,10 +389,11 @@ def evaluate_clip(clip: Path, cfg: JobConfig, colorizer: Any, work: Path, max_fr
 
 
 def colorize_photo(rgb: np.ndarray, cfg: JobConfig, colorizer: Any, guide_mode: str = "",
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                   seed: int = 0, reference: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A colour photo through the video path: Y' (BT.601) stored as 8-bit limited range, the
     model at the working size, chroma composed with the original luma as the pipeline does
-    (4:4:4). Returns (grey RGB, colorized RGB), uint8. `guide_mode`: points:N from the truth."""
+    (4:4:4). Returns (grey RGB, colorized RGB), uint8. `guide_mode`: points:N from the truth, or
+    reference:* with `reference` (an RGB photo) matched by features as `--reference` does."""
     h, w = rgb.shape[:2]
     y_code = np.round(16.0 + 219.0 * rgb_to_luma(rgb.astype(np.float32) / 255.0, "bt601")).astype(np.uint8)
     yn = normalize_y(y_code, 8, False)
@@ -360,7 +401,11 @@ def colorize_photo(rgb: np.ndarray, cfg: JobConfig, colorizer: Any, guide_mode: 
     small = normalize_y(cv2.resize(y_code, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR),
                         8, False)
     guide = None
-    if guide_mode:
+    if guide_mode.startswith("reference:") and reference is not None:
+        ref = reference_photo(reference, guide_mode, cfg.working_size)
+        feats, pad = colorizer.features(small[None], pad_to=1)
+        guide = carry(feats[0], pad, reference_of(colorizer, ref.grey, ref.guide), size, strict=True)[None]
+    elif guide_mode:
         ab_true = rgb_to_ab(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
         guide = true_guide(ab_true.astype(np.float32), guide_mode, seed)[None]
     ab = colorizer.predict(small[None], pad_to=1, guide=guide)[0] * cfg.saturation
@@ -379,7 +424,7 @@ def evaluate_photos(folder: Path, cfg: JobConfig, colorizer: Any, sheet: Path | 
     files = list_images([folder])
     if not files:
         raise BadInputError(f"no photos (webp, jpg, png, bmp) in {folder}")
-    modes = [m for m in guide_modes if m.startswith("points:")]
+    modes = [m for m in guide_modes if m.startswith("points:") or m in ("reference:crop", "reference:other")]
     acc = {v: _Acc() for v in ("grey", "colorized", "original")}
     gacc = {m: _Acc() for m in modes}
     picks = set(_sample_indices(len(files), 6))
@@ -398,7 +443,13 @@ def evaluate_photos(folder: Path, cfg: JobConfig, colorizer: Any, sheet: Path | 
             acc[name].colorfulness.append(colorfulness(img))
         tiles = [(f"grey {f.stem[:24]}", grey), ("colorized", col)]
         for m in modes:
-            _, gcol = colorize_photo(orig, cfg, colorizer, m, seed=i)
+            ref = None
+            if m == "reference:crop":
+                ref = crop_view(orig, seed=i)
+            elif m == "reference:other":  # the next photo of the folder: something else entirely
+                other = cv2.imread(str(files[(i + 1) % len(files)]), cv2.IMREAD_COLOR)
+                ref = None if other is None else np.ascontiguousarray(other[..., ::-1])
+            _, gcol = colorize_photo(orig, cfg, colorizer, m, seed=i, reference=ref)
             gacc[m].psnr.append(psnr(gcol, orig))
             gacc[m].ssim.append(ssim(gcol, orig))
             gacc[m].colorfulness.append(colorfulness(gcol))
@@ -533,14 +584,20 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
     if guide_modes and not colorizer.takes_guide:
         raise ConfigError(f"--guide: the model {cfg.weights_path.name} takes no colour guide")
     results, photo_results = [], []
+    video_inputs = [c for c in inputs if not c.is_dir()]
     with tempfile.TemporaryDirectory(prefix="vidcolor-eval-") as tmp:
         for i, (clip, name) in enumerate(zip(inputs, _unique_names(inputs), strict=True)):
+            foreign = None
+            if "reference:other" in guide_modes and not clip.is_dir() and len(video_inputs) > 1:
+                # A frame of another clip: something else entirely, for the gate.
+                other = video_inputs[(video_inputs.index(clip) + 1) % len(video_inputs)]
+                foreign = _other_frame(other, cfg.video_stream)
             sheet = report_dir / f"{name}_sheet.png" if report_dir is not None else None
             if clip.is_dir():
                 r = evaluate_photos(clip, cfg, colorizer, sheet, guide_modes)
                 photo_results.append(r)
             else:
-                r = evaluate_clip(clip, cfg, colorizer, Path(tmp) / str(i), max_frames, sheet, guide_modes)
+                r = evaluate_clip(clip, cfg, colorizer, Path(tmp) / str(i), max_frames, sheet, guide_modes, foreign)
                 results.append(r)
             r["clip"] = name
     total = overall(results) if results else None

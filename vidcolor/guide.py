@@ -10,6 +10,8 @@ guide independent of where its chunk starts: chunked, resumed and Ray runs give 
 
 Sources: a folder written by `vidcolor keyframes` (grey PNGs named by time; the user colours
 some; pixels left grey are no hint), or a TOML file of points (time or frame, x, y, colour).
+Reference photos (`--reference`) are guides for the whole film: every frame is matched to them
+by what things are (match.py), not by flow.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .color import AB_SCALE, rgb_to_ab, small_grey
+from .color import AB_SCALE, rgb_to_ab, rgb_to_luma, small_grey, working_size
 from .errors import BadInputError
 from .plan import Chunk
 from .temporal import backward_warp, flow_to_previous, is_cut, new_flow
@@ -48,6 +50,7 @@ POINT_RADIUS = 2  # px at working resolution: a point hint is a (2r+1)^2 patch
 SCAN_WINDOW = 96  # frames read at a time while looking for a shot's end
 KEYFRAME_NAME = re.compile(r"^t(\d+(?:\.\d+)?)\.png$")
 AUTO_SUFFIX = ".auto.png"
+REFERENCE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 @dataclass(frozen=True)
@@ -66,28 +69,47 @@ class ShotGuide:
         return pts >= self.start_pts and (self.end_pts is None or pts < self.end_pts)
 
 
-def chunk_guides(guides: Sequence[ShotGuide], chunk: Chunk) -> tuple[ShotGuide, ...]:
-    """The guides whose shot overlaps a chunk (warm-up included): a chunk that starts mid-shot
-    gets its shot's guide; the rest need not travel to the worker."""
-    return tuple(g for g in guides if (chunk.end_pts is None or g.start_pts < chunk.end_pts)
-                 and (g.end_pts is None or g.end_pts > chunk.warmup_pts))
+@dataclass(frozen=True)
+class ReferencePhoto:
+    """A colour photograph of a similar scene (`--reference`) at the working size: it colours
+    every frame whose content matches it in the encoder's features (match.py), gated by the
+    similarity: no match, no colour."""
+
+    name: str
+    grey: np.ndarray  # luma [0, 1], HxW float32, short side = the working size
+    guide: np.ndarray  # HxWx3 float32: a * conf, b * conf, conf (grey pixels: no hint)
 
 
-def active_guide(guides: Sequence[ShotGuide], pts: int) -> ShotGuide | None:
-    """The guide covering pts (shots and keyframes' stretches do not overlap; if they ever did,
-    the latest keyframe wins)."""
+Guide = ShotGuide | ReferencePhoto
+
+
+def chunk_guides(guides: Sequence[Guide], chunk: Chunk) -> tuple[Guide, ...]:
+    """The guides a chunk needs (warm-up included): the shots that overlap it (a chunk that
+    starts mid-shot gets its shot's guide) and every reference photo."""
+    return tuple(g for g in guides if isinstance(g, ReferencePhoto) or (
+        (chunk.end_pts is None or g.start_pts < chunk.end_pts) and (g.end_pts is None or g.end_pts > chunk.warmup_pts)))
+
+
+def active_guide(guides: Sequence[Guide], pts: int) -> ShotGuide | None:
+    """The keyframe guide covering pts (shots and keyframes' stretches do not overlap; if they
+    ever did, the latest keyframe wins)."""
     best = None
     for g in guides:
-        if g.covers(pts) and (best is None or g.pts > best.pts):
+        if isinstance(g, ShotGuide) and g.covers(pts) and (best is None or g.pts > best.pts):
             best = g
     return best
 
 
-def guides_hash(guides: Sequence[ShotGuide]) -> str:
-    """Content hash for the job fingerprint: a changed guide must not resume an old render."""
+def guides_hash(guides: Sequence[Guide]) -> str:
+    """Content hash for the job fingerprint: a changed guide or reference must not resume an
+    old render."""
     h = hashlib.sha256()
     for g in guides:
-        h.update(f"{g.start_pts}:{g.pts}:{g.end_pts}:".encode())
+        if isinstance(g, ShotGuide):
+            h.update(f"{g.start_pts}:{g.pts}:{g.end_pts}:".encode())
+        else:
+            h.update(f"reference:{g.name}:".encode())
+            h.update(np.ascontiguousarray(g.grey, np.float32).tobytes())
         h.update(np.ascontiguousarray(g.guide, np.float32).tobytes())
     return h.hexdigest()
 
@@ -327,6 +349,45 @@ def _read_hints(path: Path, info: SourceInfo, pts_list: Sequence[int], film: tup
         ab = rgb_to_ab(rgb[None, None])[0, 0]
         by_frame.setdefault(pts, []).append(((x + 0.5) / film[0], (y + 0.5) / film[1], float(ab[0]), float(ab[1])))
     return sorted((pts, guide_from_points(pts_hints, work)) for pts, pts_hints in by_frame.items())
+
+
+REFERENCE_MIN_SIDE = 64  # px: a smaller photo shows too little to match anything
+REFERENCE_MIN_COLOUR = 0.05  # share of a reference's pixels that must carry colour
+
+
+def read_references(path: Path, short_side: int) -> list[ReferencePhoto]:
+    """`--reference`: one colour photo or a folder of them (PNG, JPEG, WebP, BMP; any size),
+    scaled to the working size. Unreadable, grey or tiny photos are a one-line BadInputError."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in REFERENCE_EXTS)
+        if not files:
+            raise BadInputError(f"reference: no photos (png, jpg, webp, bmp) in {path}")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise BadInputError(f"reference not found: {path}")
+    out = []
+    for f in files:
+        img = cv2.imread(str(f), cv2.IMREAD_COLOR)
+        if img is None:
+            raise BadInputError(f"reference: cannot read the image {f}")
+        h, w = img.shape[:2]
+        if min(h, w) < REFERENCE_MIN_SIDE:
+            raise BadInputError(f"reference: {f} is {w}x{h}; a reference needs at least {REFERENCE_MIN_SIDE} px "
+                                "on its short side")
+        ref = reference_photo(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f.name, short_side)
+        if ref.guide[..., 2].mean() < REFERENCE_MIN_COLOUR:
+            raise BadInputError(f"reference: {f} has no colour (a black-and-white photo cannot colour the film)")
+        out.append(ref)
+    return out
+
+
+def reference_photo(rgb: np.ndarray, name: str, short_side: int) -> ReferencePhoto:
+    """An RGB uint8 photo (any size) as a reference at the working size."""
+    h, w = rgb.shape[:2]
+    size = working_size(w, h, short_side)
+    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR)
+    return ReferencePhoto(name, rgb_to_luma(small.astype(np.float32) / 255.0), guide_from_colour_image(small, size))
 
 
 def _parse_colour(value: object, where: str) -> np.ndarray:

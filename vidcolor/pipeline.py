@@ -29,8 +29,19 @@ from . import plan as planmod
 from .color import ab_to_planes, small_grey, working_size
 from .config import JobConfig, load_config
 from .errors import BadInputError, Interrupted, OutputError, VidcolorError, WeightsError
-from .guide import ShotGuide, active_guide, build_shot_guides, chunk_guides, frame_guide, guides_hash, read_guide
-from .match import Reference, carry, make_reference
+from .guide import (
+    Guide,
+    ReferencePhoto,
+    ShotGuide,
+    active_guide,
+    build_shot_guides,
+    chunk_guides,
+    frame_guide,
+    guides_hash,
+    read_guide,
+    read_references,
+)
+from .match import Reference, carry, reference_of
 from .model import Colorizer
 from .plan import Chunk, Manifest
 from .temporal import TemporalSmoother, new_flow
@@ -119,7 +130,7 @@ def colorize_frames(
     emit_from_pts: int,
     chroma_size: tuple[int, int],
     chroma_bits: int,
-    guides: Sequence[ShotGuide] = (),
+    guides: Sequence[Guide] = (),
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(pts, Y) -> (pts, Y, U, V). Frames before `emit_from_pts` only warm up the smoother.
     Frames in a guided shot get their shot's colour guide as model input."""
@@ -128,16 +139,20 @@ def colorize_frames(
     smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
     dis = new_flow() if guides else None
     keys: dict[int, Reference] = {}  # each keyframe's features, computed once per chunk
+    photos = [g for g in guides if isinstance(g, ReferencePhoto)]
+    if photos and not colorizer.can_match:
+        raise WeightsError("reference photos need a model with an ImageNet encoder (effnet_unet) to match them")
+    # All reference photos as one set of positions to match against, built once per chunk.
+    refs = Reference.join([reference_of(colorizer, p.grey, p.guide) for p in photos]) if photos else None
 
     def key_reference(g: ShotGuide) -> Reference:
         if g.pts not in keys:
-            feats, pad = colorizer.features(g.grey[None], pad_to=1)
-            keys[g.pts] = make_reference(feats[0], pad, g.guide)
+            keys[g.pts] = reference_of(colorizer, g.grey, g.guide)
         return keys[g.pts]
 
     def guide_batch(pts_list: list[int], grey: np.ndarray) -> np.ndarray | None:
         found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
-        if not any(g is not None for _, g in found):
+        if refs is None and not any(g is not None for _, g in found):
             return None
         feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if colorizer.can_match else (None, (0, 0))
         out = np.zeros((*grey.shape, 3), np.float32)
@@ -147,6 +162,10 @@ def colorize_frames(
                 matched = None if feats is None else carry(feats[i], pad, key_reference(g), (w, h))
                 out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis,
                                      matched)
+            if refs is not None and feats is not None:
+                # Reference photos colour what the keyframe guide leaves open, gated strictly:
+                # they show another moment, often another place.
+                out[i] += (1.0 - out[i][..., 2:3]) * carry(feats[i], pad, refs, (w, h), strict=True)
         return out
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
@@ -188,7 +207,7 @@ def process_chunk(
     colorizer: Colorizer,
     fmt: str,
     on_frame: Callable[[int], None] | None = None,
-    guides: Sequence[ShotGuide] = (),
+    guides: Sequence[Guide] = (),
 ) -> tuple[bytes, int, int]:
     """Colorize one chunk from its compressed packets into an encoded segment.
     Returns (segment bytes, frames written, decode errors)."""
@@ -223,7 +242,7 @@ class LocalExecutor:
         self.takes_guide = colorizer.takes_guide
 
     def run(self, info: SourceInfo, chunks: list[Chunk], cfg: JobConfig, fmt: str,
-            on_frames: Callable[[int], None] | None, guides: Sequence[ShotGuide] = ()
+            on_frames: Callable[[int], None] | None, guides: Sequence[Guide] = ()
             ) -> Iterator[tuple[Chunk, bytes, int, int]]:
         for chunk in chunks:
             source = read_chunk(info, chunk.warmup_pts, chunk.end_pts, from_start=chunk.index == 0)
@@ -287,7 +306,7 @@ def colorize(
 
 def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, restart: bool = False,
             progress: bool = False, colorizer: Colorizer | None = None, executor: Any = None,
-            guides: Sequence[ShotGuide] | None = None) -> JobResult:
+            guides: Sequence[Guide] | None = None) -> JobResult:
     """Colorize `src` into `out`, resuming a matching interrupted job. `executor` runs the chunks
     (LocalExecutor by default, or distributed.RayExecutor). `guides`: colour guides already
     built (eval's simulated user); by default they come from `cfg.guide`, if set."""
@@ -305,11 +324,14 @@ def run_job(src: Path, out: Path, cfg: JobConfig, *, overwrite: bool = False, re
     output_pix_fmt(info, cfg.encoder)  # an encoder that cannot take this source fails before any work
     if executor is None:
         executor = LocalExecutor(colorizer or Colorizer.for_job(cfg))
-    if guides is None and cfg.guide:
-        guides = load_guides(Path(cfg.guide), info, cfg)
-    guides = list(guides or [])
+    if guides is None:
+        guides = load_guides(Path(cfg.guide), info, cfg) if cfg.guide else []
+        if cfg.reference:
+            guides += read_references(Path(cfg.reference), cfg.working_size)
+    guides = list(guides)
     if guides and not executor.takes_guide:
-        raise WeightsError(f"the model {cfg.weights_path.name} takes no colour guide; use a guided model for --guide")
+        raise WeightsError(f"the model {cfg.weights_path.name} takes no colour guide; use a guided model for "
+                           "--guide and --reference")
     manifest = open_manifest(src, out, info, cfg, fmt, executor.weights_sha256, restart,
                              guides_hash(guides) if guides else None)
 

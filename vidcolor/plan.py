@@ -20,8 +20,8 @@ from .errors import OutputError, ResumeError
 MANIFEST_VERSION = 1
 # Options that do not change the output; everything else guards resume. (batch_size can move
 # a chroma value by one code step, so it is not neutral; see Colorizer.predict.)
-# weights and guide: guarded by their content hash instead of the path
-NEUTRAL_OPTIONS = {"device", "weights", "guide"}
+# weights, guide and reference photos: guarded by their content hash instead of the path
+NEUTRAL_OPTIONS = {"device", "weights", "guide", "reference"}
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,7 @@ def _is_int(v: Any) -> bool:
 
 def compare_fingerprints(saved: dict[str, Any], current: dict[str, Any]) -> None:
     for key, what in (("input", "the input file"), ("config", "the options/config"), ("weights", "the model weights"),
-                      ("output_format", "the output format"), ("guide", "the colour guide")):
+                      ("output_format", "the output format"), ("guide", "the colour guide or reference photos")):
         if saved.get(key) != current.get(key):
             raise ResumeError(
                 f"{what} changed since this job started; rerun with --restart to start over "
