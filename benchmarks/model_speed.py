@@ -6,7 +6,8 @@ each model loaded and warmed up once, rounds interleaved so background load hits
 Prints fps per model (median over rounds) and each model's ratio to the first. `--guided` also
 runs each guide-taking model with every shot guided by a whole coloured keyframe (the model's
 own colours, from `vidcolor keyframes`): the heaviest guide, flow to the keyframe and the hint
-spreading on every frame, guide loading (the shot scan) included.
+spreading on every frame, guide loading (the shot scan) included. `--reference PHOTO`: each
+guide-taking model with a reference photo matched to every frame (features of every frame).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def main() -> None:
     p.add_argument("--clip", type=Path, default=EXAMPLE)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--guided", action="store_true", help="also time guided runs (every shot guided)")
+    p.add_argument("--reference", type=Path, help="also time runs with this reference photo (or folder)")
     p.add_argument("--out", type=Path, default=HERE / "model_speed.json")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -56,13 +58,15 @@ def main() -> None:
         models[str(w)] = c
     with tempfile.TemporaryDirectory() as tmp:
         runs: dict[str, tuple[Colorizer, JobConfig]] = {k: (c, cfg) for k, c in models.items()}
-        if args.guided:
+        if args.guided or args.reference:
             for name, c in models.items():
-                if c.takes_guide:
+                if c.takes_guide and args.guided:
                     keys = Path(tmp) / f"keys{len(runs)}"
                     for grey in write_keyframes(args.clip, keys, cfg, c):  # the user "colours" each
                         shutil.copyfile(grey.with_name(grey.stem + AUTO_SUFFIX), grey)
                     runs[f"{name} guided"] = (c, dataclasses.replace(cfg, guide=str(keys)))
+                if c.takes_guide and args.reference:
+                    runs[f"{name} reference"] = (c, dataclasses.replace(cfg, reference=str(args.reference)))
         fps: dict[str, list[float]] = {k: [] for k in runs}
         for r in range(args.repeats):
             for name, (c, run_cfg) in runs.items():

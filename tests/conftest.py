@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,8 +66,10 @@ def make_clip(
     rotation: int = 0,
     gop: int = 12,
     subtitles: bool = False,
+    frame_fn: Callable[[int], np.ndarray] | None = None,
 ) -> Path:
-    """Write a test clip. grey=True stores neutral chroma (how B&W film is usually stored)."""
+    """Write a test clip. grey=True stores neutral chroma (how B&W film is usually stored).
+    `frame_fn(i)` gives frame i as RGB uint8 instead of `scene`."""
     out = av.open(str(path), "w")
     tb = Fraction(1, fps * 100)
     vs = out.add_stream(codec, rate=fps)
@@ -89,7 +92,7 @@ def make_clip(
     pts = 0
     rng = np.random.default_rng(1)
     for i in range(frames):
-        rgb = scene(i, width, height, cut_at)
+        rgb = scene(i, width, height, cut_at) if frame_fn is None else frame_fn(i)
         f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
         if grey and not pix_fmt.startswith("gray"):
             # Neutral chroma, luma as an encoder computes it: a real B&W transfer.

@@ -15,6 +15,7 @@ from vidcolor.cli import main
 from vidcolor.config import JobConfig
 from vidcolor.data import sample_guide
 from vidcolor.errors import ResumeError
+from vidcolor.model import Colorizer
 from vidcolor.pipeline import open_manifest, run_job
 from vidcolor.video import container_format, probe
 
@@ -241,3 +242,49 @@ def test_shipped_model_follows_a_coloured_keyframe(film: Path, tmp_path: Path) -
     for i in range(CUT):  # green: Cb and Cr both below neutral, far more than without the guide
         assert b[i][1].mean() < a[i][1].mean() - 8 and b[i][0].mean() < 128, i
     assert all((a[i] == b[i]).all() for i in range(CUT, FRAMES))
+
+
+def _jumping_object(i: int) -> np.ndarray:
+    """A 192x128 frame: a smooth grey background and a checkered disc that jumps from the left
+    edge (frame 0) to the right (frames 1 on): too far for optical flow to follow."""
+    yy, xx = np.mgrid[0:128, 0:192]
+    img = np.repeat((90 + 60 * yy / 127 + 20 * np.sin(xx / 23.0))[..., None], 3, -1)
+    cx = 40 if i == 0 else 150
+    disc = (xx - cx) ** 2 + (yy - 64) ** 2 < 24**2
+    checker = ((xx // 6 + yy // 6) % 2).astype(bool)
+    img[disc & checker] = 230
+    img[disc & ~checker] = 25
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_colour_follows_an_object_that_jumps(tmp_path: Path) -> None:
+    """The shipped model, a keyframe whose object is painted green: when the object jumps
+    across the frame, the flow loses it and the feature match carries its colour there."""
+    film = make_clip(tmp_path / "jump.mp4", width=192, height=128, frames=8, fps=FPS, gop=4,
+                     frame_fn=_jumping_object)
+    cfg = JobConfig(working_size=128, batch_size=4, preset="ultrafast", encoder="ffv1", chunk_seconds=1000.0,
+                    smoothing=False)
+    keys = tmp_path / "keys"
+    assert main(["keyframes", str(film), "--out-dir", str(keys), "--working-size", "128"]) == 0
+    key = keys / "t000000.000.png"
+    img = cv2.imread(str(key))
+    yy, xx = np.mgrid[0:128, 0:192]
+    on_disc = (xx - 40) ** 2 + (yy - 64) ** 2 < 22**2
+    lab = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)
+    lab[on_disc, 1:] = (-50.0, 40.0)  # the user paints the disc green; the rest stays grey (no hint)
+    cv2.imwrite(str(key), np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255, 0, 255).round().astype(np.uint8))
+    plain, guided, flow_only = tmp_path / "plain.mkv", tmp_path / "guided.mkv", tmp_path / "flow.mkv"
+    gcfg = dataclasses.replace(cfg, guide=str(keys))
+    run_job(film, plain, cfg)
+    run_job(film, guided, gcfg)
+    flow_colorizer = Colorizer.for_job(gcfg)
+    flow_colorizer.can_match = False  # the guide as before feature matching: flow alone
+    run_job(film, flow_only, gcfg, colorizer=flow_colorizer)
+    disc = ((xx - 150) ** 2 + (yy - 64) ** 2 < 18**2)[::2, ::2]  # where the disc is, at chroma size
+
+    def cr_on_disc(path: Path) -> float:  # Cr falls as green rises
+        return float(np.mean([c[1][disc].mean() for c in _chroma(path)[1:]]))
+
+    plain_cr, matched_cr, flow_cr = cr_on_disc(plain), cr_on_disc(guided), cr_on_disc(flow_only)
+    assert matched_cr < flow_cr - 5 and matched_cr < plain_cr - 5, (plain_cr, flow_cr, matched_cr)
