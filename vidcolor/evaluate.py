@@ -248,7 +248,7 @@ def crop_view(rgb: np.ndarray, seed: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     ch, cw = int(h * 0.7), int(w * 0.7)
     y0, x0 = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    return np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw, ::-1])
+    return np.ascontiguousarray(rgb[y0 : y0 + ch, x0 : x0 + cw][:, ::-1])
 
 
 def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:

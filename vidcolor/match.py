@@ -24,6 +24,7 @@ from torch import nn
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_BLOCKS
 
 STRIDE = 8  # the matched grid: stride-8 positions of the working-size frame
+MIN_CELL_COVER = 0.5  # a reference cell carries colour when the guide covers at least this share of it
 MATCH_T = 0.02  # softmax temperature over cosine similarities (the issue's trial: 0.02)
 SIM_NONE = 0.5  # best cosine similarity at which a match carries no colour
 SIM_FULL = 0.8  # ... and from which it carries full confidence
@@ -82,9 +83,13 @@ def pad_guide(guide: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
 
 def make_reference(feats: np.ndarray, pad: tuple[int, int], guide: np.ndarray) -> Reference:
     """A reference from one image: its features (C, gh, gw, from Colorizer.features with padding
-    `pad`) and its guide at working size (H, W, 3), averaged onto the feature grid."""
+    `pad`) and its guide at working size (H, W, 3), averaged onto the feature grid. Only cells
+    mostly covered by the guide count: a painted area or a photo carries its colour, a few
+    points do not (smeared over the frame, they misled the hint spreading: dev clips, 10 points,
+    +0.36 dB over no guide against +1.31 without matching)."""
     c, gh, gw = feats.shape
     grid = cv2.resize(pad_guide(guide, pad), (gw, gh), interpolation=cv2.INTER_AREA)
+    grid[grid[..., 2] < MIN_CELL_COVER] = 0.0
     return Reference(feats.reshape(c, -1), grid.reshape(-1, 3).astype(np.float32))
 
 
