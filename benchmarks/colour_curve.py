@@ -26,7 +26,8 @@ COLOURS = [(200, 80, 30), (40, 140, 40), (30, 60, 200), (150, 50, 150), (20, 150
 
 def point(report: Path) -> dict[str, float]:
     r = json.loads((report / "report.json").read_text())
-    out = {"saturation": r["config"]["saturation"], "working_size": r["config"]["working_size"]}
+    out = {"saturation": r["config"]["saturation"], "working_size": r["config"]["working_size"],
+           "max_frames": r.get("max_frames") or 0}
     if r.get("overall"):
         o = r["overall"]
         out["clips_gain"] = o["colorized"]["psnr"] - o["grey"]["psnr"]
@@ -89,7 +90,9 @@ def main() -> None:
     args = p.parse_args()
     series = {s[0]: [point(Path(d)) for d in s[1:]] for s in args.series}
     mark = point(args.mark) if args.mark else None
-    img = np.hstack([panel(series, "clips", "dev clips (10, all frames)", mark, (0.5, 1.2)),
+    frames = {q["max_frames"] for s in series.values() for q in s}
+    which = "all frames" if frames == {0} else f"first {max(frames)} frames"
+    img = np.hstack([panel(series, "clips", f"dev clips (10, {which})", mark, (0.5, 1.2)),
                      panel(series, "photos", "dev photos (277)", mark, (0.5, 1.2))])
     if not cv2.imwrite(str(args.out), img):
         raise SystemExit(f"cannot write {args.out}")

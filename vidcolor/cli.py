@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="measure colorization quality on colour clips and photo folders")
     e.add_argument("clips", nargs="+", type=Path, help="colour clips, and folders of colour photos")
     e.add_argument("--guide", default="", help="simulate a user with the true colours, comma-separated: "
-                   "first-frame (clips), points:N (N random true-colour points on the first frame / photo)")
+                   "first-frame (clips), points:N (N random true-colour points on the first frame / photo), "
+                   "reference:last (clips: the last frame as a reference photo), reference:crop (photos: a "
+                   "mirrored crop), reference:other (a frame of another clip / another photo)")
     e.add_argument("--report", type=Path, help="folder for report.json, report.md and contact sheets")
     e.add_argument("--max-frames", type=int, default=0, help="use at most this many frames per clip")
     e.add_argument("--config", type=Path, help="TOML job config")

@@ -137,3 +137,13 @@ def small_grey(y: np.ndarray, size: tuple[int, int], info: SourceInfo) -> np.nda
     """Full-resolution Y plane -> normalised luma [0, 1] at working resolution."""
     interp = cv2.INTER_AREA if size[0] < y.shape[1] else cv2.INTER_LINEAR
     return normalize_y(cv2.resize(y, size, interpolation=interp), info.bits, info.full_range)
+
+
+def apply_saturation(ab: np.ndarray, saturation: float, guide_conf: np.ndarray | None = None) -> np.ndarray:
+    """The `saturation` gain on the model's own colour (HxWx2 ab). Where a guide gives the colour
+    (`guide_conf`, HxW in 0..1) the gain fades out: a colour the user chose is not boosted."""
+    if saturation == 1.0:
+        return ab
+    if guide_conf is None:
+        return ab * saturation
+    return ab * (1.0 + (saturation - 1.0) * (1.0 - guide_conf))[..., None]

@@ -26,7 +26,16 @@ import av.error
 import cv2
 import numpy as np
 
-from .color import AB_SCALE, ab_to_planes, normalize_y, rgb_to_luma, working_size, y_levels, yuv_to_rgb
+from .color import (
+    AB_SCALE,
+    ab_to_planes,
+    apply_saturation,
+    normalize_y,
+    rgb_to_luma,
+    working_size,
+    y_levels,
+    yuv_to_rgb,
+)
 from .config import JobConfig, config_dict
 from .data import list_images
 from .errors import BadInputError, ConfigError, OutputError
@@ -408,7 +417,8 @@ def colorize_photo(rgb: np.ndarray, cfg: JobConfig, colorizer: Any, guide_mode: 
     elif guide_mode:
         ab_true = rgb_to_ab(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
         guide = true_guide(ab_true.astype(np.float32), guide_mode, seed)[None]
-    ab = colorizer.predict(small[None], pad_to=1, guide=guide)[0] * cfg.saturation
+    ab = apply_saturation(colorizer.predict(small[None], pad_to=1, guide=guide)[0], cfg.saturation,
+                          None if guide is None else guide[0, ..., 2])
     u, v = ab_to_planes(small, ab, (w, h), 8, False, "bt601")
     _, _, cspan = y_levels(8, False)
     zero = np.zeros_like(yn)
@@ -637,7 +647,9 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
                 "CDC = TCVC colour distribution consistency (lower is steadier); flicker = mean motion-compensated",
                 "|delta ab| in Lab units on the pixels the original's flow explains. Guide modes simulate a user",
                 "with the true colours: first-frame = the clip's first frame, points:N = N random true-colour",
-                "points on the first frame (clips) or the photo.",
+                "points on the first frame (clips) or the photo. Reference modes pass a colour photo as",
+                "`--reference` does: reference:last = the clip's last frame, reference:crop = a mirrored crop",
+                "of 70 % of the photo, reference:other = something else (a frame of the next clip, the next photo).",
                 "",
                 *(f"![{r['clip']}]({r['sheet']})" for r in [*results, *photo_results] if "sheet" in r),
                 "",

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import plan as planmod
-from .color import ab_to_planes, small_grey, working_size
+from .color import ab_to_planes, apply_saturation, small_grey, working_size
 from .config import JobConfig, load_config
 from .errors import BadInputError, Interrupted, OutputError, VidcolorError, WeightsError
 from .guide import (
@@ -172,7 +172,7 @@ def colorize_frames(
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
         guide = guide_batch([p for p, _, _ in batch], grey) if guides else None
         abs_ = colorizer.predict(grey, pad_to=cfg.batch_size, guide=guide)
-        for (pts, y, g), ab in zip(batch, abs_):
+        for j, ((pts, y, g), ab) in enumerate(zip(batch, abs_)):
             if k:
                 ab = np.rot90(ab, -k)
             ab = np.ascontiguousarray(ab)
@@ -181,7 +181,8 @@ def colorize_frames(
             if pts < emit_from_pts:
                 continue
             if cfg.saturation != 1.0:
-                ab = ab * cfg.saturation
+                conf = None if guide is None else np.rot90(guide[j, ..., 2], -k)
+                ab = apply_saturation(ab, cfg.saturation, conf)
             u, v = ab_to_planes(g, ab, chroma_size, chroma_bits, info.full_range, info.matrix)
             yield pts, y, u, v
 
