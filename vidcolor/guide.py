@@ -375,19 +375,23 @@ def read_references(path: Path, short_side: int) -> list[ReferencePhoto]:
         if min(h, w) < REFERENCE_MIN_SIDE:
             raise BadInputError(f"reference: {f} is {w}x{h}; a reference needs at least {REFERENCE_MIN_SIDE} px "
                                 "on its short side")
-        ref = reference_photo(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), f.name, short_side)
-        if ref.guide[..., 2].mean() < REFERENCE_MIN_COLOUR:
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if guide_from_colour_image(rgb, (64, 64))[..., 2].mean() < REFERENCE_MIN_COLOUR:
             raise BadInputError(f"reference: {f} has no colour (a black-and-white photo cannot colour the film)")
-        out.append(ref)
+        out.append(reference_photo(rgb, f.name, short_side))
     return out
 
 
 def reference_photo(rgb: np.ndarray, name: str, short_side: int) -> ReferencePhoto:
-    """An RGB uint8 photo (any size) as a reference at the working size."""
+    """An RGB uint8 photo (any size) as a reference at the working size. Every pixel is a hint,
+    grey ones too: in a photo, a grey wall says the wall is grey (in a hand-coloured keyframe,
+    grey means "left alone")."""
     h, w = rgb.shape[:2]
     size = working_size(w, h, short_side)
     small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if size[0] < w else cv2.INTER_LINEAR)
-    return ReferencePhoto(name, rgb_to_luma(small.astype(np.float32) / 255.0), guide_from_colour_image(small, size))
+    ab = rgb_to_ab(small.astype(np.float32) / 255.0)
+    guide = np.concatenate([ab, np.ones((*ab.shape[:2], 1), np.float32)], -1).astype(np.float32)
+    return ReferencePhoto(name, rgb_to_luma(small.astype(np.float32) / 255.0), guide)
 
 
 def _parse_colour(value: object, where: str) -> np.ndarray:
