@@ -166,15 +166,15 @@ def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: f
     return point_guide(ab, pts, int(rng.choice(POINT_SIZES)))
 
 
-def random_resized_crop(img: np.ndarray, out: int, scale: tuple[float, float],
+def random_resized_crop(img: np.ndarray, out: int, zoom_range: tuple[float, float],
                         rng: np.random.Generator) -> np.ndarray:
     """A random view of `img` (S x S x 3) resized to out x out, at a zoom drawn log-uniform from
-    `scale` (1 = an `out` px crop at the photo's own scale, 1.5 = objects half as large again;
+    `zoom_range` (1 = an `out` px crop at the photo's own scale, 1.5 = objects half as large again;
     capped where the view would exceed the photo), its aspect jittered up to 4:3 either way.
     Each epoch then shows new views, and larger objects: the scale the ImageNet encoder learned
     at 224 px and that a larger working size shows it."""
     side = img.shape[0]
-    zoom = math.exp(rng.uniform(math.log(scale[0]), math.log(scale[1])))
+    zoom = math.exp(rng.uniform(math.log(zoom_range[0]), math.log(zoom_range[1])))
     aspect = math.exp(rng.uniform(-math.log(4 / 3), math.log(4 / 3)))
     w = round(min(side, out / zoom * math.sqrt(aspect)))
     h = round(min(side, out / zoom / math.sqrt(aspect)))
@@ -190,10 +190,10 @@ class PhotoBatches:
 
     def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
                  prefetch: int = 4, guide: tuple[float, float] | None = None,
-                 scale: tuple[float, float] = (1.0, 1.0)) -> None:
+                 zoom: tuple[float, float] = (1.0, 1.0)) -> None:
         self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
         self.guide = guide
-        self.scale = scale
+        self.zoom = zoom
         self.rng = np.random.default_rng(seed)
         self._q: queue.Queue[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = queue.Queue(prefetch)
         self._stop = threading.Event()
@@ -204,11 +204,11 @@ class PhotoBatches:
         n, side = len(self.photos), self.photos.shape[1]
         xs, ys, gs = [], [], []
         for i in self.rng.integers(0, n, self.batch):
-            if self.scale == (1.0, 1.0):
+            if self.zoom == (1.0, 1.0):
                 y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
                 img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
             else:
-                img = random_resized_crop(np.asarray(self.photos[i]), self.crop, self.scale, self.rng)
+                img = random_resized_crop(np.asarray(self.photos[i]), self.crop, self.zoom, self.rng)
             if self.rng.random() < 0.5:
                 img = img[:, ::-1]
             x, ab = make_pair(img, self.rng, self.degrade)

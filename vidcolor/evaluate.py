@@ -269,18 +269,22 @@ def true_guide(ab: np.ndarray, mode: str, seed: int) -> np.ndarray:
     return guide_from_points(true_colour_points(ab, int(mode.split(":")[1]), seed), size)
 
 
+def _last_frame(clip: Path, max_frames: int, size: tuple[int, int], video_stream: int) -> np.ndarray:
+    """The last of a clip's first `max_frames` frames (0: all), RGB; one frame held at a time."""
+    last = None
+    for last in _rgb_frames(clip, max_frames, size, video_stream):  # noqa: B007 (the last one is wanted)
+        pass
+    if last is None:
+        raise BadInputError(f"no frames in {clip}")
+    return last
+
+
 def _other_frame(clip: Path, video_stream: int, index: int = 30) -> np.ndarray:
     """Frame `index` (RGB) of a clip, or its last if it is shorter."""
     c, vs = _open_video(clip, video_stream)
     with c:
         size = (_even(vs.codec_context.width), _even(vs.codec_context.height))
-    frames = _rgb_frames(clip, index + 1, size, video_stream)
-    last = next(frames, None)
-    if last is None:
-        raise BadInputError(f"no frames in {clip}")
-    for last in frames:  # noqa: B007 (the last one is wanted)
-        pass
-    return last
+    return _last_frame(clip, index + 1, size, video_stream)
 
 
 def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str],
@@ -290,7 +294,7 @@ def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str
     clip's last frame as a reference photo; reference:other, `foreign` (another clip's frame)."""
     out: dict[str, Any] = {}
     if "reference:last" in modes:
-        *_, last = _rgb_frames(clip, grey.frames, (grey.width, grey.height), cfg.video_stream)
+        last = _last_frame(clip, grey.frames, (grey.width, grey.height), cfg.video_stream)
         out["reference:last"] = [reference_photo(last, "last frame", cfg.working_size)]
     if "reference:other" in modes and foreign is not None:
         out["reference:other"] = [reference_photo(foreign, "another clip", cfg.working_size)]

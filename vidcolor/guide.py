@@ -77,7 +77,7 @@ class ReferencePhoto:
 
     name: str
     grey: np.ndarray  # luma [0, 1], HxW float32, short side = the working size
-    guide: np.ndarray  # HxWx3 float32: a * conf, b * conf, conf (grey pixels: no hint)
+    guide: np.ndarray  # HxWx3 float32: a * conf, b * conf, conf (1 everywhere: every pixel is a hint)
 
 
 Guide = ShotGuide | ReferencePhoto

@@ -23,7 +23,6 @@ from torch import nn
 
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_BLOCKS
 
-STRIDE = 8  # the matched grid: stride-8 positions of the working-size frame
 MIN_CELL_COVER = 0.5  # a reference cell carries colour when the guide covers at least this share of it
 MATCH_T = 0.02  # softmax temperature over cosine similarities (the trial: 0.02)
 SIM_NONE = 0.5  # best cosine similarity at which a match carries no colour

@@ -402,18 +402,24 @@ class Colorizer:
             net = FeatureNet(self.net).eval()
             self.feature_net = (openvino_net.OpenVinoNet(net, self.precision, 0, torch.get_num_threads())
                                 if self.backend == "openvino" else net)
-        n_real = grey.shape[0]
         x, pad = self._input(grey, pad_to)
-        if isinstance(self.feature_net, openvino_net.OpenVinoNet):
-            f = torch.from_numpy(self.feature_net(x))
-        elif self.device.type == "cuda" and self.precision == "fp16":
-            f = self.feature_net(self._tensor(x).half())
+        return self._run(self.feature_net, x)[: grey.shape[0]], pad
+
+    def _run(self, net: Any, x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
+        """One network (torch module or OpenVinoNet) on a prepared input, in this colorizer's
+        precision; float32 numpy out."""
+        if isinstance(net, openvino_net.OpenVinoNet):
+            return net(x) if g is None else net(x, g)
+        gt = None if g is None else torch.from_numpy(np.ascontiguousarray(g)).to(self.device)
+        args = () if gt is None else (gt,)
+        if self.device.type == "cuda" and self.precision == "fp16":
+            y = net(self._tensor(x).half(), *(a.half() for a in args))
         elif self.precision == "bf16":
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                f = self.feature_net(self._tensor(x))
+                y = net(self._tensor(x), *args)
         else:
-            f = self.feature_net(self._tensor(x))
-        return f[:n_real].float().cpu().numpy(), pad
+            y = net(self._tensor(x), *args)
+        return y.float().cpu().numpy()
 
     @torch.inference_mode()
     def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None) -> np.ndarray:
@@ -434,18 +440,7 @@ class Colorizer:
             # Outside the frame there is no hint: zeros, not a reflection.
             g = np.pad(np.ascontiguousarray(guide, np.float32).transpose(0, 3, 1, 2),
                        ((0, 0), (0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
-        if self.ov_net is not None:
-            y = self.ov_net(x, g)
-        else:
-            gt = None if g is None else torch.from_numpy(np.ascontiguousarray(g)).to(self.device)
-            if self.device.type == "cuda" and self.precision == "fp16":
-                yt = self.net(self._tensor(x).half(), None if gt is None else gt.half())
-            elif self.precision == "bf16":
-                with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
-                    yt = self.net(self._tensor(x), gt)
-            else:
-                yt = self.net(self._tensor(x), gt)
-            y = yt.float().cpu().numpy()
+        y = self._run(self.net if self.ov_net is None else self.ov_net, x, g)
         ab = np.ascontiguousarray(y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].transpose(0, 2, 3, 1))
         if g is not None:
             # The network mostly colours the hinted pixels themselves; carry each hint's

@@ -97,7 +97,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     # Seed by step so a resumed run continues with fresh, reproducible batches.
     batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step,
                            guide=(cfg.guide_none, cfg.guide_dense) if cfg.guide else None,
-                           scale=(cfg.zoom_min, cfg.zoom_max))
+                           zoom=(cfg.zoom_min, cfg.zoom_max))
     csv_path = out / "log.csv"
     new_csv = not csv_path.exists()
     csv_file = open(csv_path, "a", newline="")
