@@ -17,11 +17,13 @@ import logging
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import av
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +52,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--hd-frames", type=int, default=120)
     p.add_argument("--model-batches", type=int, default=10, help="timed batches per model-alone round")
+    p.add_argument("--cli-repeats", type=int, default=3,
+                   help="rounds of the user's command (embedded Ray) on the 480p example, per backend")
     p.add_argument("--out", type=Path, default=HERE / "backends.json")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -92,6 +96,7 @@ def main() -> None:
                     e2e[clip][name].append(res.frames / (time.perf_counter() - t0))
                 log.info("round %d %s: %s", r + 1, clip,
                          ", ".join(f"{k} {v[-1]:.1f} fps" for k, v in e2e[clip].items()))
+        cli = cli_rounds(args.cli_repeats, Path(tmp))
     med = statistics.median
     print(f"\nmodel alone, batch {cfg.batch_size} x 144x256 (padded to 160x256), ms per frame (median of "
           f"{args.repeats}):")
@@ -104,6 +109,12 @@ def main() -> None:
         print(f"  {clip}")
         for k, v in rows.items():
             print(f"    {k:16s} {med(v):6.1f} fps  {floor / med(v):.2f}x the floor's time")
+    if cli:
+        print("\nthe user's command on the 480p example (`vidcolor colorize`, default workers = embedded Ray),")
+        print("wall time from start to exit, startup included, fps (median):")
+        base_cli = med(cli["torch"])
+        for k, v in cli.items():
+            print(f"    {k:16s} {med(v):6.1f} fps  x{med(v) / base_cli:.2f}")
     args.out.write_text(json.dumps({
         "what": "torch vs OpenVINO: model alone and in-process end to end, rounds interleaved",
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
@@ -113,7 +124,26 @@ def main() -> None:
         "model_ms_per_frame": {k: {"median": med(v), "runs": v} for k, v in model_ms.items()},
         "end_to_end_fps": {clip: {k: {"median": med(v), "runs": v} for k, v in rows.items()}
                            for clip, rows in e2e.items()},
+        "cli_480p_fps": {k: {"median": med(v), "runs": v} for k, v in cli.items()},
     }, indent=2) + "\n")
+
+
+def cli_rounds(repeats: int, tmp: Path) -> dict[str, list[float]]:
+    """`vidcolor colorize examples/...mp4 -o out.mp4 --backend B` as a user types it (embedded Ray,
+    the default), rounds interleaved: frames / wall seconds of the whole command."""
+    with av.open(str(EXAMPLE)) as c:
+        frames = sum(1 for pkt in c.demux(video=0) if pkt.size)  # the example's frame count
+    fps: dict[str, list[float]] = {"torch": [], "auto": []}
+    for r in range(repeats):
+        for backend in fps:
+            out = tmp / "cli.mp4"
+            t0 = time.perf_counter()
+            subprocess.run([str(Path(sys.executable).with_name("vidcolor")), "colorize", str(EXAMPLE), "-o", str(out),
+                            "--backend", backend, "--overwrite", "--restart"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            fps[backend].append(frames / (time.perf_counter() - t0))
+            log.info("round %d the user's command, --backend %s: %.1f fps", r + 1, backend, fps[backend][-1])
+    return fps
 
 
 if __name__ == "__main__":

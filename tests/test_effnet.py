@@ -13,10 +13,13 @@ import pytest
 import torch
 from conftest import SHARED
 
-from vidcolor.config import TrainConfig, load_config
+from vidcolor.config import JobConfig, TrainConfig, load_config
+from vidcolor.data import PhotoBatches
 from vidcolor.efficientnet import INPUT_MEAN, INPUT_STD, EfficientNetLite0, imagenet_state_dict
+from vidcolor.errors import ConfigError
+from vidcolor.match import FeatureNet
 from vidcolor.model import Colorizer, EffUnetGenerator, GeneratorConfig, load_generator, save_generator
-from vidcolor.train import encoder_weights, train
+from vidcolor.train import add_matched_guides, encoder_weights, train
 
 CATS_DOGS = SHARED / "train" / "cats_dogs"
 IMAGENET_CATS_DOGS = range(151, 286)  # dog breeds 151-268, cats 281-285 (and wolves/foxes between)
@@ -111,8 +114,43 @@ def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
     assert moved > 1e-3
 
 
+def test_training_with_matched_guides_runs_and_resumes(tmp_path: Path) -> None:
+    cfg = _recipe(tmp_path, guide_matched=0.5, matched_other=0.5, steps=2)
+    train(cfg)
+    train(dataclasses.replace(cfg, steps=3))
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 4
+    with pytest.raises(ConfigError):
+        _recipe(tmp_path, guide=False, guide_matched=0.5)
+
+
 def test_gan_phase_runs_on_the_encoder_generator(tmp_path: Path) -> None:
     train(_recipe(tmp_path, steps=3, nogan_steps=1, checkpoint_every=3))
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
     g_gan = [float(r.split(",")[4]) for r in rows]
     assert g_gan[0] == 0.0 and all(v > 0 for v in g_gan[1:])  # the discriminator joins after step 1
+
+
+def test_matched_guides_carry_the_references_colour() -> None:
+    """Training's feature-matched guides, built as the pipeline builds them: a reference equal to
+    the frame carries the frame's own colour with near-full confidence (keyframe and reference
+    gates alike); a flow part already in the guide keeps its place."""
+    net, _ = load_generator(JobConfig().weights_path)  # the shipped model: features that mean something
+    rng = np.random.default_rng(0)
+    photo = cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (24, 24, 3), np.uint8), (0, 0), 1.5), (144, 144))
+    batches = PhotoBatches(photo[None].repeat(2, 0), 128, 4, 0.0, seed=0, guide=(0.0, 0.0), matched=(1.0, 0.0))
+    x, ab, guides, refs = next(iter(batches))
+    batches.close()
+    assert refs is not None and refs.index == [0, 1, 2, 3] and refs.x.shape == (4, 1, 128, 128)
+    refs.x, refs.ab = x.copy(), ab.copy()  # each frame its own reference
+    before = guides[:, 2].copy()
+    add_matched_guides(FeatureNet(net), x, guides, refs)
+    conf = guides[:, 2]
+    assert conf.min() >= 0 and conf.max() <= 1 + 1e-6
+    assert (conf >= before - 1e-6).all()  # matching fills what the flow part leaves open
+    open_ = before == 0
+    assert open_.mean() > 0.3
+    assert conf[open_].mean() > 0.95
+    carried = guides[:, :2] / np.maximum(conf, 1e-6)[:, None]
+    truth = np.stack([cv2.blur(a.transpose(1, 2, 0), (9, 9)).transpose(2, 0, 1) for a in ab])
+    err = np.abs(carried - truth).transpose(1, 0, 2, 3)[:, open_]
+    assert err.mean() * 110 < 4.0  # Lab units: the frame's own colours, at the matching grid's detail

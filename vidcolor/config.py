@@ -120,6 +120,12 @@ class TrainConfig:
     guide: bool = False  # train with colour guides (Zhang et al. 2017): random true-colour hints
     guide_none: float = 0.45  # share of samples given no guide (the unguided use must stay good)
     guide_dense: float = 0.2  # share given a dense guide (a propagated keyframe), the rest points
+    # Share of guided-model samples whose guide is carried by feature matching (match.py) from
+    # another view of the photo (a keyframe after motion) or, `matched_other` of them, from another
+    # photo (a reference that shows something else): the net learns when to trust a match.
+    # Drawn first; the rest split as guide_none / guide_dense / points.
+    guide_matched: float = 0.0
+    matched_other: float = 0.3
     # Random resized crops: each sample's zoom drawn log-uniform from [zoom_min, zoom_max] (1 = the
     # photo's own scale; 1.5 = objects half as large again), aspect jittered up to 4:3. 1, 1 = plain crops.
     zoom_min: float = 1.0
@@ -144,6 +150,10 @@ class TrainConfig:
             raise ConfigError("effnet_unet halves 5 times: set num_downs = 5")
         if self.guide and self.guide_none + self.guide_dense > 1.0:
             raise ConfigError("guide_none + guide_dense must not exceed 1")
+        if not (0.0 <= self.guide_matched <= 1.0 and 0.0 <= self.matched_other <= 1.0):
+            raise ConfigError("guide_matched and matched_other are shares in [0, 1]")
+        if self.guide_matched and not (self.guide and self.arch == "effnet_unet"):
+            raise ConfigError("guide_matched needs guide = true and arch = effnet_unet (its encoder matches)")
         if not 0.5 <= self.zoom_min <= self.zoom_max <= 4.0:
             raise ConfigError(f"need 0.5 <= zoom_min <= zoom_max <= 4, got {self.zoom_min}, {self.zoom_max}")
         if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):

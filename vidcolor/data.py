@@ -12,6 +12,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -141,6 +142,23 @@ def point_guide(ab: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
     return guide
 
 
+def dense_guide(ab: np.ndarray, rng: np.random.Generator, partial: float) -> np.ndarray:
+    """A keyframe's colour carried along imperfect optical flow: blurred, shifted a few pixels,
+    confidence below 1, and with probability `partial` covering only part of the frame
+    (occlusions, new content). ab: (2, H, W); returns (3, H, W): ab * conf, conf."""
+    _, h, w = ab.shape
+    src = cv2.GaussianBlur(ab.transpose(1, 2, 0), (0, 0), rng.uniform(0.3, 2.5)).transpose(2, 0, 1)
+    src = np.roll(src, tuple(rng.integers(-3, 4, 2)), axis=(1, 2))
+    conf = np.full((h, w), rng.uniform(0.3, 1.0), np.float32)
+    if rng.random() < partial:
+        y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
+        y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
+        keep = np.zeros_like(conf)
+        keep[y0:y1, x0:x1] = 1.0
+        conf *= keep
+    return np.concatenate([src * conf, conf[None]]).astype(np.float32)
+
+
 def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: float) -> np.ndarray:
     """A random colour guide drawn from the true ab (2, H, W), as Zhang et al. 2017 train: none
     at all, a dense guide (a keyframe's colour carried along imperfect optical flow: blurred,
@@ -151,16 +169,7 @@ def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: f
     if r < none:
         return np.zeros((3, h, w), np.float32)
     if r < none + dense:
-        src = cv2.GaussianBlur(ab.transpose(1, 2, 0), (0, 0), rng.uniform(0.3, 2.5)).transpose(2, 0, 1)
-        src = np.roll(src, tuple(rng.integers(-3, 4, 2)), axis=(1, 2))
-        conf = np.full((h, w), rng.uniform(0.3, 1.0), np.float32)
-        if rng.random() < 0.6:  # only part of the frame is covered (occlusions, new content)
-            y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
-            y1, x1 = rng.integers(y0 + h // 4, h + 1), rng.integers(x0 + w // 4, w + 1)
-            keep = np.zeros_like(conf)
-            keep[y0:y1, x0:x1] = 1.0
-            conf *= keep
-        return np.concatenate([src * conf, conf[None]]).astype(np.float32)
+        return dense_guide(ab, rng, partial=0.6)
     n = int(np.exp(rng.uniform(0.0, np.log(MAX_POINTS + 1))))
     pts = np.stack([rng.integers(0, h, n), rng.integers(0, w, n)], 1)
     return point_guide(ab, pts, int(rng.choice(POINT_SIZES)))
@@ -184,39 +193,79 @@ def random_resized_crop(img: np.ndarray, out: int, zoom_range: tuple[float, floa
     return cv2.resize(view, (out, out), interpolation=interp)
 
 
+@dataclass
+class MatchRefs:
+    """The references of a batch's feature-matched samples, whose guides the training loop
+    completes (it has the encoder): sample index, the reference's input (1, H, W) and ab
+    (2, H, W), and whether to gate as a reference photo (strict) or a keyframe."""
+
+    index: list[int]
+    x: np.ndarray
+    ab: np.ndarray
+    strict: list[bool]
+
+
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None, MatchRefs | None]
+
+
 class PhotoBatches:
-    """Infinite stream of (input, target, guide) batches with random crops and flips, seeded.
-    `guide`: None for unguided training, else (none, dense) shares for sample_guide."""
+    """Infinite stream of (input, target, guide, match refs) batches with random crops and flips,
+    seeded. `guide`: None for unguided training, else (none, dense) shares for sample_guide;
+    `matched` = (share, other share): samples whose guide comes from feature matching (see
+    TrainConfig.guide_matched), returned with their references in MatchRefs."""
 
     def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
                  prefetch: int = 4, guide: tuple[float, float] | None = None,
-                 zoom: tuple[float, float] = (1.0, 1.0)) -> None:
+                 zoom: tuple[float, float] = (1.0, 1.0), matched: tuple[float, float] = (0.0, 0.0)) -> None:
         self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
         self.guide = guide
         self.zoom = zoom
+        self.matched = matched
         self.rng = np.random.default_rng(seed)
-        self._q: queue.Queue[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = queue.Queue(prefetch)
+        self._q: queue.Queue[Batch] = queue.Queue(prefetch)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._fill, daemon=True)
         self._thread.start()
 
-    def _one_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        n, side = len(self.photos), self.photos.shape[1]
+    def _view(self, i: int, zoom: tuple[float, float]) -> np.ndarray:
+        """A random crop of photo i (at `zoom`), flipped half the time."""
+        if zoom == (1.0, 1.0):
+            side = self.photos.shape[1]
+            y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
+            img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
+        else:
+            img = random_resized_crop(np.asarray(self.photos[i]), self.crop, zoom, self.rng)
+        return img[:, ::-1] if self.rng.random() < 0.5 else img
+
+    def _one_batch(self) -> Batch:
+        n = len(self.photos)
         xs, ys, gs = [], [], []
-        for i in self.rng.integers(0, n, self.batch):
-            if self.zoom == (1.0, 1.0):
-                y0, x0 = self.rng.integers(0, side - self.crop + 1, 2)
-                img = np.asarray(self.photos[i, y0 : y0 + self.crop, x0 : x0 + self.crop])
-            else:
-                img = random_resized_crop(np.asarray(self.photos[i]), self.crop, self.zoom, self.rng)
-            if self.rng.random() < 0.5:
-                img = img[:, ::-1]
-            x, ab = make_pair(img, self.rng, self.degrade)
+        r_index: list[int] = []
+        r_x: list[np.ndarray] = []
+        r_ab: list[np.ndarray] = []
+        r_strict: list[bool] = []
+        for k, i in enumerate(self.rng.integers(0, n, self.batch)):
+            x, ab = make_pair(self._view(int(i), self.zoom), self.rng, self.degrade)
             xs.append(x)
             ys.append(ab)
-            if self.guide is not None:
+            if self.guide is None:
+                continue
+            if self.rng.random() < self.matched[0]:
+                # The keyframe or reference: another view of the same photo (moved, zoomed, maybe
+                # mirrored), or another photo. Flow covers part of a keyframe's frame half the time.
+                other = self.rng.random() < self.matched[1]
+                j = int(self.rng.integers(0, n)) if other else int(i)
+                rx, rab = make_pair(self._view(j, (0.8, 1.4)), self.rng, self.degrade)
+                r_index.append(k)
+                r_x.append(rx)
+                r_ab.append(rab)
+                r_strict.append(bool(self.rng.random() < 0.5))
+                flow = not other and self.rng.random() < 0.5
+                gs.append(dense_guide(ab, self.rng, partial=1.0) if flow else np.zeros((3, *ab.shape[1:]), np.float32))
+            else:
                 gs.append(sample_guide(ab, self.rng, *self.guide))
-        return np.stack(xs), np.stack(ys), (np.stack(gs) if gs else None)
+        matched = MatchRefs(r_index, np.stack(r_x), np.stack(r_ab), r_strict) if r_index else None
+        return np.stack(xs), np.stack(ys), (np.stack(gs) if gs else None), matched
 
     def _fill(self) -> None:
         while not self._stop.is_set():
@@ -228,7 +277,7 @@ class PhotoBatches:
                 except queue.Full:
                     continue
 
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    def __iter__(self) -> Iterator[Batch]:
         while True:
             yield self._q.get()
 

@@ -21,7 +21,8 @@ from torch import nn
 from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
-from .data import PhotoBatches, ab_rarity_weights, load_image_cache
+from .data import MatchRefs, PhotoBatches, ab_rarity_weights, load_image_cache
+from .match import FeatureNet, carry, make_reference
 from .model import (
     GeneratorConfig,
     PatchDiscriminator,
@@ -97,7 +98,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     # Seed by step so a resumed run continues with fresh, reproducible batches.
     batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step,
                            guide=(cfg.guide_none, cfg.guide_dense) if cfg.guide else None,
-                           zoom=(cfg.zoom_min, cfg.zoom_max))
+                           zoom=(cfg.zoom_min, cfg.zoom_max), matched=(cfg.guide_matched, cfg.matched_other))
+    features = FeatureNet(g) if cfg.guide_matched else None  # shares G's encoder: matches as G sees
     csv_path = out / "log.csv"
     new_csv = not csv_path.exists()
     csv_file = open(csv_path, "a", newline="")
@@ -119,7 +121,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             if max_minutes is not None and time.time() - t0 > max_minutes * 60:
                 log.info("time budget of %.1f min reached at step %d", max_minutes, step)
                 break
-            xb, yb, gb = next(it)
+            xb, yb, gb, refs = next(it)
+            if refs is not None and features is not None and gb is not None:
+                add_matched_guides(features, xb, gb, refs)
             x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
             guide = None if gb is None else torch.from_numpy(gb).to(device)
@@ -163,6 +167,22 @@ def encoder_weights() -> dict[str, torch.Tensor]:
     from .efficientnet import imagenet_state_dict
 
     return {k: v for k, v in imagenet_state_dict().items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
+
+
+@torch.no_grad()
+def add_matched_guides(features: nn.Module, x: np.ndarray, guides: np.ndarray, refs: MatchRefs) -> None:
+    """Complete the feature-matched samples' guides in place, as the pipeline builds them: each
+    sample's reference (every pixel its true colour, confidence 1) carried onto it by match.carry,
+    filling what its flow part (if any) leaves open."""
+    frames = torch.from_numpy(np.concatenate([x[refs.index], refs.x]))
+    f = features(frames).float().numpy()
+    m = len(refs.index)
+    h, w = x.shape[2:]
+    for j, k in enumerate(refs.index):
+        ref_guide = np.concatenate([refs.ab[j].transpose(1, 2, 0), np.ones((h, w, 1), np.float32)], 2)
+        ref = make_reference(f[m + j], (0, 0), ref_guide)
+        carried = carry(f[j], (0, 0), ref, (w, h), strict=refs.strict[j]).transpose(2, 0, 1)
+        guides[k] += (1.0 - guides[k, 2:3]) * carried
 
 
 def param_groups(g: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
