@@ -174,8 +174,9 @@ def add_matched_guides(features: nn.Module, x: np.ndarray, guides: np.ndarray, r
     """Complete the feature-matched samples' guides in place, as the pipeline builds them: each
     sample's reference (every pixel its true colour, confidence 1) carried onto it by match.carry,
     filling what its flow part (if any) leaves open."""
-    frames = torch.from_numpy(np.concatenate([x[refs.index], refs.x]))
-    f = features(frames).float().numpy()
+    device = next(features.parameters()).device  # G's: the GPU when training runs on one
+    frames = torch.from_numpy(np.concatenate([x[refs.index], refs.x])).to(device)
+    f = features(frames).float().cpu().numpy()
     m = len(refs.index)
     h, w = x.shape[2:]
     for j, k in enumerate(refs.index):
