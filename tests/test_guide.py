@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import decode_all, make_clip, plane
+from conftest import decode_all, make_clip, plane, scene
 
 from vidcolor.cli import main
 from vidcolor.config import JobConfig
@@ -69,7 +69,12 @@ def test_guide_steers_its_shot_only_and_keeps_luma(film: Path, tmp_path: Path, g
     _paint(keys / "t000000.000.png", (40, 160, 60))  # green strokes on shot 1
     plain, guided = tmp_path / "plain.mkv", tmp_path / "guided.mkv"
     run_job(film, plain, gcfg)
-    run_job(film, guided, dataclasses.replace(gcfg, guide=str(keys)))
+    gcfg = dataclasses.replace(gcfg, guide=str(keys))
+    # The keyframe's own guide (flow) ends at the cut; beyond it, the keyframe reaches other shots
+    # only by feature matching (test_keyframe_colours_the_shots_that_match_it), off here.
+    flow_only = Colorizer.for_job(gcfg)
+    flow_only.can_match = False
+    run_job(film, guided, gcfg, colorizer=flow_only)
     a, b = _chroma(plain), _chroma(guided)
     assert len(a) == len(b) == FRAMES
     assert all((a[i] != b[i]).any() for i in range(CUT))  # the whole first shot follows the guide
@@ -241,7 +246,8 @@ def test_shipped_model_follows_a_coloured_keyframe(film: Path, tmp_path: Path) -
     a, b = _chroma(plain), _chroma(guided)
     for i in range(CUT):  # green: Cb and Cr both below neutral, far more than without the guide
         assert b[i][1].mean() < a[i][1].mean() - 8 and b[i][0].mean() < 128, i
-    assert all((a[i] == b[i]).all() for i in range(CUT, FRAMES))
+    # (The second shot, a gradient and a square as well, matches the keyframe in grey: what a
+    # keyframe does to other shots is test_keyframe_colours_the_shots_that_match_it's.)
 
 
 def _jumping_object(i: int) -> np.ndarray:
@@ -288,3 +294,43 @@ def test_colour_follows_an_object_that_jumps(tmp_path: Path) -> None:
 
     plain_cr, matched_cr, flow_cr = cr_on_disc(plain), cr_on_disc(guided), cr_on_disc(flow_only)
     assert matched_cr < flow_cr - 5 and matched_cr < plain_cr - 5, (plain_cr, flow_cr, matched_cr)
+
+
+def _chart(w: int, h: int) -> np.ndarray:
+    """Another scene entirely: a ruled colour chart."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([np.full_like(xx, 150), xx * 255 // (w - 1), yy * 255 // (h - 1)], -1)
+    img[::16] = 0
+    img[:, ::16] = 255
+    return img.astype(np.uint8)
+
+
+@pytest.mark.slow
+def test_keyframe_colours_the_shots_that_match_it(tmp_path: Path) -> None:
+    """Shot / reverse shot: shots A, B, A again; only A's keyframe is coloured (red). The
+    shipped model carries it to the return of A by feature matching; B, another scene entirely,
+    is left as it was (the reference gate). One pass equals a chunked run."""
+    w, h, n = 192, 128, 8
+    film = make_clip(tmp_path / "film.mp4", width=w, height=h, frames=3 * n, fps=FPS, gop=4,
+                     frame_fn=lambda i: _chart(w, h) if n <= i < 2 * n else scene(i, w, h))
+    cfg = JobConfig(working_size=128, batch_size=4, preset="ultrafast", encoder="ffv1", chunk_seconds=1000.0,
+                    smoothing=False)
+    keys = tmp_path / "keys"
+    assert main(["keyframes", str(film), "--out-dir", str(keys), "--working-size", "128"]) == 0
+    assert len(list(keys.glob("t*[0-9].png"))) == 3  # one per shot; the user colours the first only
+    key = keys / "t000000.000.png"
+    lab = cv2.cvtColor(cv2.imread(str(key)).astype(np.float32) / 255, cv2.COLOR_BGR2Lab)
+    lab[..., 1:] = (50.0, 30.0)  # red, the whole frame, lightness kept
+    cv2.imwrite(str(key), np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255, 0, 255).round().astype(np.uint8))
+    plain, guided, chunked = tmp_path / "plain.mkv", tmp_path / "guided.mkv", tmp_path / "chunked.mkv"
+    gcfg = dataclasses.replace(cfg, guide=str(keys))
+    run_job(film, plain, cfg)
+    run_job(film, guided, gcfg)
+    r = run_job(film, chunked, dataclasses.replace(gcfg, chunk_seconds=0.2))
+    a, b, c = _chroma(plain), _chroma(guided), _chroma(chunked)
+    assert r.chunks_total >= 3
+    assert all((x == y).all() for x, y in zip(b, c, strict=True))
+    for i in [*range(n), *range(2 * n, 3 * n)]:  # A and its return: red (Cr well up)
+        assert b[i][1].mean() > a[i][1].mean() + 8, i
+    moved = np.mean([np.abs(a[i] - b[i]).mean() for i in range(n, 2 * n)])
+    assert moved < 1.5, moved

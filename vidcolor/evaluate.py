@@ -49,6 +49,7 @@ from .video import decode_frames, frame_pts, open_input, probe, read_plane, work
 log = logging.getLogger(__name__)
 
 SHEET_ROWS = 4
+BLANK_STD = 2.0  # RGB code values: a frame this flat (black leader, a fade's end) shows nothing
 SHEET_TILE_WIDTH = 320
 PREDICTED = ("grey", "colorized", "no_smoothing")  # compared with the original
 VARIANTS = (*PREDICTED, "original")
@@ -287,10 +288,24 @@ def _other_frame(clip: Path, video_stream: int, index: int = 30) -> np.ndarray:
     return _last_frame(clip, index + 1, size, video_stream)
 
 
+def _first_picture(clip: Path, frames: int, size: tuple[int, int], video_stream: int) -> tuple[int, np.ndarray]:
+    """(index, RGB) of the clip's first frame that shows something: a user colours the first
+    picture, not a black leader (Megamind opens on one black frame; keyed there, its first-frame
+    run measured nothing)."""
+    first = None
+    for i, rgb in enumerate(_rgb_frames(clip, frames, size, video_stream)):
+        first = (i, rgb) if first is None else first
+        if float(rgb.std()) > BLANK_STD:
+            return i, rgb
+    if first is None:
+        raise BadInputError(f"no frames in {clip}")
+    return first
+
+
 def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str],
                  foreign: np.ndarray | None = None) -> dict[str, Any]:
-    """The simulated user's guides for a clip, per mode: true colours of its first frame, for
-    its first shot (found once: the modes differ only in the guide image); reference:last, the
+    """The simulated user's guides for a clip, per mode: true colours of its first picture (see
+    _first_picture), for its shot (found once: the modes differ only in the guide image); reference:last, the
     clip's last frame as a reference photo; reference:other, `foreign` (another clip's frame)."""
     out: dict[str, Any] = {}
     if "reference:last" in modes:
@@ -303,10 +318,10 @@ def _clip_guides(clip: Path, grey: GreyClip, cfg: JobConfig, modes: Sequence[str
         return out
     info = probe(grey.path)
     size = working_size(info.width, info.height, cfg.working_size)
-    first = next(_rgb_frames(clip, 1, (grey.width, grey.height), cfg.video_stream))
+    k, first = _first_picture(clip, grey.frames, (grey.width, grey.height), cfg.video_stream)
     ab = (rgb_to_ab(cv2.resize(first, size, interpolation=cv2.INTER_AREA)) / AB_SCALE).astype(np.float32)
     pts_list = frame_pts(info)
-    (shot,) = build_shot_guides(info, pts_list, [(pts_list[0], true_guide(ab, modes[0], seed=0))], size,
+    (shot,) = build_shot_guides(info, pts_list, [(pts_list[k], true_guide(ab, modes[0], seed=0))], size,
                                 cfg.scene_cut_threshold)
     return {**{m: [dataclasses.replace(shot, guide=true_guide(ab, m, seed=0))] for m in modes}, **out}
 
@@ -650,10 +665,11 @@ def evaluate(clips: Sequence[Path], cfg: JobConfig, report_dir: Path | None = No
                 "PSNR (dB, capped at 100) and SSIM against the original RGB; colourfulness Hasler & Suesstrunk;",
                 "CDC = TCVC colour distribution consistency (lower is steadier); flicker = mean motion-compensated",
                 "|delta ab| in Lab units on the pixels the original's flow explains. Guide modes simulate a user",
-                "with the true colours: first-frame = the clip's first frame, points:N = N random true-colour",
-                "points on the first frame (clips) or the photo. Reference modes pass a colour photo as",
-                "`--reference` does: reference:last = the clip's last frame, reference:crop = a mirrored crop",
-                "of 70 % of the photo, reference:other = something else (a frame of the next clip, the next photo).",
+                "with the true colours: first-frame = the clip's first picture (a black leader frame skipped),",
+                "points:N = N random true-colour points on it (clips) or the photo. Reference modes pass a",
+                "colour photo as `--reference` does: reference:last = the clip's last frame, reference:crop =",
+                "a mirrored crop of 70 % of the photo, reference:other = something else (a frame of the next",
+                "clip, the next photo).",
                 "",
                 *(f"![{r['clip']}]({r['sheet']})" for r in [*results, *photo_results] if "sheet" in r),
                 "",

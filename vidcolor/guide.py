@@ -11,7 +11,9 @@ guide independent of where its chunk starts: chunked, resumed and Ray runs give 
 Sources: a folder written by `vidcolor keyframes` (grey PNGs named by time; the user colours
 some; pixels left grey are no hint), or a TOML file of points (time or frame, x, y, colour).
 Reference photos (`--reference`) are guides for the whole film: every frame is matched to them
-by what things are (match.py), not by flow.
+by what things are (match.py), not by flow. A keyframe is such a reference, too, for the frames
+of the shots around it that no keyframe covers (shot / reverse shot, a cutaway and back): they
+take its colour where they match it, strictly gated like a reference photo.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ SCAN_WINDOW = 96  # frames read at a time while looking for a shot's end
 KEYFRAME_NAME = re.compile(r"^t(\d+(?:\.\d+)?)\.png$")
 AUTO_SUFFIX = ".auto.png"
 REFERENCE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# A frame no keyframe covers is matched to this many keyframes nearest in time (the shots of the
+# same scene; a film keyed shot by shot has hundreds, and matching all would cost each frame).
+NEAR_KEYFRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -85,9 +90,21 @@ Guide = ShotGuide | ReferencePhoto
 
 def chunk_guides(guides: Sequence[Guide], chunk: Chunk) -> tuple[Guide, ...]:
     """The guides a chunk needs (warm-up included): the shots that overlap it (a chunk that
-    starts mid-shot gets its shot's guide) and every reference photo."""
-    return tuple(g for g in guides if isinstance(g, ReferencePhoto) or (
+    starts mid-shot gets its shot's guide), every reference photo, and the keyframes nearest to
+    its frames (near_keyframes: those in it and the NEAR_KEYFRAMES on either side)."""
+    # A frame's nearest keyframes before the chunk are among those nearest to its first frame,
+    # those after it among those nearest to its end (one more each: ties).
+    near = {id(g) for g in near_keyframes(guides, chunk.warmup_pts, NEAR_KEYFRAMES + 1)}
+    if chunk.end_pts is not None:
+        near |= {id(g) for g in near_keyframes(guides, chunk.end_pts, NEAR_KEYFRAMES + 1)}
+    return tuple(g for g in guides if isinstance(g, ReferencePhoto) or id(g) in near or (
         (chunk.end_pts is None or g.start_pts < chunk.end_pts) and (g.end_pts is None or g.end_pts > chunk.warmup_pts)))
+
+
+def near_keyframes(guides: Sequence[Guide], pts: int, n: int = NEAR_KEYFRAMES) -> list[ShotGuide]:
+    """The n keyframes nearest to pts in time (ties: the earlier), in time order."""
+    shots = [g for g in guides if isinstance(g, ShotGuide)]
+    return sorted(sorted(shots, key=lambda g: (abs(g.pts - pts), g.pts))[:n], key=lambda g: g.pts)
 
 
 def active_guide(guides: Sequence[Guide], pts: int) -> ShotGuide | None:

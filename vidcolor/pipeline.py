@@ -38,6 +38,7 @@ from .guide import (
     chunk_guides,
     frame_guide,
     guides_hash,
+    near_keyframes,
     read_guide,
     read_references,
 )
@@ -140,19 +141,31 @@ def colorize_frames(
     dis = new_flow() if guides else None
     keys: dict[int, Reference] = {}  # each keyframe's features, computed once per chunk
     photos = [g for g in guides if isinstance(g, ReferencePhoto)]
+    keyed = any(isinstance(g, ShotGuide) for g in guides)
     if photos and not colorizer.can_match:
         raise WeightsError("reference photos need a model with an ImageNet encoder (effnet_unet) to match them")
     # All reference photos as one set of positions to match against, built once per chunk.
     refs = Reference.join([reference_of(colorizer, p.grey, p.guide) for p in photos]) if photos else None
+    joined: dict[tuple[int, ...], Reference | None] = {}
 
     def key_reference(g: ShotGuide) -> Reference:
         if g.pts not in keys:
             keys[g.pts] = reference_of(colorizer, g.grey, g.guide)
         return keys[g.pts]
 
+    def other_shots_reference(pts: int) -> Reference | None:
+        """What a frame no keyframe covers is matched to: the keyframes nearest in time (the
+        scene's other shots) and the reference photos."""
+        near = near_keyframes(guides, pts)
+        key = tuple(g.pts for g in near)
+        if key not in joined:
+            parts = [key_reference(g) for g in near] + ([refs] if refs is not None else [])
+            joined[key] = Reference.join(parts) if parts else None
+        return joined[key]
+
     def guide_batch(pts_list: list[int], grey: np.ndarray) -> np.ndarray | None:
         found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
-        if refs is None and not any(g is not None for _, g in found):
+        if not any(g is not None for _, g in found) and (not colorizer.can_match or (refs is None and not keyed)):
             return None
         feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if colorizer.can_match else (None, (0, 0))
         out = np.zeros((*grey.shape, 3), np.float32)
@@ -162,11 +175,14 @@ def colorize_frames(
                 matched = None if feats is None else carry(feats[i], pad, key_reference(g), (w, h))
                 out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis,
                                      matched)
-            if refs is not None and feats is not None:
-                # Reference photos colour what the keyframe guide leaves open, gated strictly:
-                # they show another moment, often another place.
-                out[i] += (1.0 - out[i][..., 2:3]) * carry(feats[i], pad, refs, (w, h), strict=True)
-        return out
+                other = refs
+            else:
+                other = other_shots_reference(pts_list[i])
+            if other is not None and feats is not None:
+                # Reference photos (and, off their own shots, keyframes) colour what the keyframe
+                # guide leaves open, gated strictly: they show another moment, often another place.
+                out[i] += (1.0 - out[i][..., 2:3]) * carry(feats[i], pad, other, (w, h), strict=True)
+        return out if out[..., 2].any() else None  # nothing matched: the plain forward
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
