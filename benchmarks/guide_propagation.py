@@ -109,7 +109,7 @@ def main() -> None:
             continue
         key = ShotGuide(0, None, frames[0][1], true_guide(frames[0][2].astype(np.float32), "first-frame", 0), 0)
         dis = new_flow()
-        direct = [frame_guide(key, grey, i, seconds, dis) for i, (seconds, grey, _) in enumerate(frames)]
+        direct = [frame_guide(key, grey, i, seconds, dis)[0] for i, (seconds, grey, _) in enumerate(frames)]
         rows[clip.stem] = {"frames": len(frames), "seconds": frames[-1][0],
                            "direct": scores(direct, frames), "chained": scores(chained(key, frames), frames)}
         r = rows[clip.stem]

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from conftest import decode_all, make_clip, plane, scene
 
+from vidcolor import pipeline
 from vidcolor.cli import main
+from vidcolor.color import AB_SCALE, rgb_to_ab
 from vidcolor.config import JobConfig
 from vidcolor.data import sample_guide
 from vidcolor.errors import ResumeError
+from vidcolor.guide import FOLLOW_WINDOW, follow_keyframe
 from vidcolor.model import Colorizer
 from vidcolor.pipeline import open_manifest, run_job
 from vidcolor.video import container_format, probe
@@ -81,6 +84,50 @@ def test_guide_steers_its_shot_only_and_keeps_luma(film: Path, tmp_path: Path, g
     assert all((a[i] == b[i]).all() for i in range(CUT, FRAMES))  # the cut ends it
     src_y = [plane(f, 0) for f in decode_all(film)]
     assert all((plane(f, 0) == y).all() for f, y in zip(decode_all(guided), src_y))
+
+
+def test_painted_keyframe_comes_out_as_painted(film: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped model: where the user painted, the keyframe comes out in the painted colours
+    (follow_keyframe); the network alone gives only a softened copy of fine detail."""
+    cfg = JobConfig(working_size=96, batch_size=4, preset="ultrafast", encoder="ffv1", chunk_seconds=1000.0)
+    keys = tmp_path / "keys"
+    assert main(["keyframes", str(film), "--out-dir", str(keys), "--working-size", "96"]) == 0
+    key = keys / "t000000.000.png"
+    # Red and green stripes, 8 px wide, over pixels 20:70 x 8:64, lightness kept: detail finer
+    # than the network's colour.
+    img = cv2.imread(str(key))
+    lab = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_BGR2Lab)
+    stripes = np.where((np.arange(8, 64) // 8 % 2)[None, :, None] == 0, (50.0, 30.0), (-40.0, 35.0))
+    lab[20:70, 8:64, 1:] = stripes
+    cv2.imwrite(str(key), np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2BGR) * 255, 0, 255).round().astype(np.uint8))
+    painted = rgb_to_ab(cv2.imread(str(key))[..., ::-1].astype(np.float32) / 255) * AB_SCALE
+    cfg = dataclasses.replace(cfg, guide=str(keys))
+
+    def ab_error(path: Path) -> float:  # mean Lab ab distance from the paint, inside the stripes
+        rgb = decode_all(path)[0].to_ndarray(format="rgb24").astype(np.float32) / 255
+        err = np.linalg.norm(rgb_to_ab(rgb) * AB_SCALE - painted, axis=-1)
+        return float(err[24:66, 12:60].mean())
+
+    followed, alone = tmp_path / "followed.mkv", tmp_path / "alone.mkv"
+    run_job(film, followed, cfg)
+    monkeypatch.setattr(pipeline, "follow_keyframe", lambda ab, carried: ab)
+    run_job(film, alone, cfg)
+    assert ab_error(followed) < 3.0 < 10.0 < ab_error(alone), (ab_error(followed), ab_error(alone))
+
+
+def test_follow_keyframe_leaves_points_to_the_network() -> None:
+    """A painted area is followed by its confidence; a 5x5 point only by the share of its
+    window it covers, and nothing outside the hints moves."""
+    ab = np.zeros((40, 40, 2), np.float32)
+    carried = np.zeros((40, 40, 3), np.float32)
+    carried[:, :20] = (0.3 * 0.5, -0.2 * 0.5, 0.5)  # a painted half at confidence 0.5
+    carried[28:33, 28:33] = (0.4, 0.1, 1.0)  # a point
+    out = follow_keyframe(ab, carried)
+    assert np.allclose(out[10, 5], (0.15, -0.1))  # halfway, inside the painted half
+    assert np.allclose(out[30, 30], np.array([0.4, 0.1]) * 25 / FOLLOW_WINDOW**2)
+    assert (out[:24, 21:] == 0).all()
+    assert follow_keyframe(ab, np.zeros_like(carried)) is ab
 
 
 def test_guided_chunks_equal_one_pass(film: Path, tmp_path: Path, gcfg: JobConfig) -> None:

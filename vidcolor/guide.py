@@ -56,6 +56,9 @@ REFERENCE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # A frame no keyframe covers is matched to this many keyframes nearest in time (the shots of the
 # same scene; a film keyed shot by shot has hundreds, and matching all would cost each frame).
 NEAR_KEYFRAMES = 4
+# follow_keyframe: the window (px at the working size) over which hinted pixels are counted; a
+# 5x5 point hint covers 25/81 of it, a painted area all of it.
+FOLLOW_WINDOW = 9
 
 
 @dataclass(frozen=True)
@@ -132,22 +135,42 @@ def guides_hash(guides: Sequence[Guide]) -> str:
 
 
 def frame_guide(g: ShotGuide, grey: np.ndarray, pts: int, seconds: float,
-                dis: cv2.DISOpticalFlow | None = None, matched: np.ndarray | None = None) -> np.ndarray:
+                dis: cv2.DISOpticalFlow | None = None,
+                matched: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The guide of one frame of g's shot: the keyframe's colours warped onto it. `seconds`:
     time from the keyframe (negative before it: the flow runs either way). `matched`: the
     keyframe's colours carried by feature matching (match.carry), which fill in where the flow
-    is unsure: whatever moved, turned or came back into view."""
+    is unsure: whatever moved, turned or came back into view. Returns (guide, carried): the
+    network's guide, and the part the flow carried (same layout), which the output then
+    follows pixel for pixel (follow_keyframe)."""
+    decay = 0.5 ** (abs(seconds) / HALF_LIFE_S)
     if pts == g.pts:
-        return g.guide
+        return g.guide, g.guide
     flow = flow_to_previous(grey, g.grey, dis)  # from this frame into the keyframe
     err = cv2.GaussianBlur(np.abs(grey - backward_warp(g.grey, flow)), (0, 0), 1.0)
     gate = np.clip(1.0 - err / GUIDE_TOL, 0.0, 1.0)
     # The guide is premultiplied (ab * conf, conf), so bilinear warping keeps ab right at the
     # edges of hinted areas, and the two sources add up by confidence.
-    out = backward_warp(g.guide, flow) * gate[..., None]
+    carried = backward_warp(g.guide, flow) * gate[..., None]
+    out = carried.copy()
     if matched is not None:
         out += (1.0 - out[..., 2:3]) * matched
-    return out * 0.5 ** (abs(seconds) / HALF_LIFE_S)
+    return out * decay, carried * decay
+
+
+def follow_keyframe(ab: np.ndarray, carried: np.ndarray) -> np.ndarray:
+    """The network's ab (HxWx2) pulled to the keyframe colours the flow carried (HxWx3,
+    premultiplied, from frame_guide), by their confidence times the share of hinted pixels
+    around each one (FOLLOW_WINDOW): the keyframe comes out as painted, and the frames after it
+    keep its colours where the flow is sure, rather than the network's softened copy of them.
+    Isolated points (10 hints) are left to the network and spread_hints, which reach beyond them.
+    Measured (shipped generator, dev clips, the true first picture as keyframe): see
+    FOLLOW_WINDOW."""
+    conf = carried[..., 2]
+    if not conf.any():
+        return ab
+    density = cv2.blur((conf > 0).astype(np.float32), (FOLLOW_WINDOW, FOLLOW_WINDOW))
+    return (ab * (1.0 - conf * density)[..., None] + carried[..., :2] * density[..., None]).astype(ab.dtype)
 
 
 def guide_from_colour_image(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -37,6 +37,7 @@ from .guide import (
     active_guide,
     build_shot_guides,
     chunk_guides,
+    follow_keyframe,
     frame_guide,
     guides_hash,
     near_keyframes,
@@ -164,18 +165,20 @@ def colorize_frames(
             joined[key] = Reference.join(parts) if parts else None
         return joined[key]
 
-    def guide_batch(pts_list: list[int], grey: np.ndarray) -> np.ndarray | None:
+    def guide_batch(pts_list: list[int], grey: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(the network's guide, the keyframe colours the flow carried) for a batch; None: none."""
         found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
         if not any(g is not None for _, g in found) and (not colorizer.can_match or (refs is None and not keyed)):
-            return None
+            return None, None
         feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if colorizer.can_match else (None, (0, 0))
         out = np.zeros((*grey.shape, 3), np.float32)
+        carried = np.zeros_like(out)
         h, w = grey.shape[1:]
         for i, g in found:
             if g is not None:
                 matched = None if feats is None else carry(feats[i], pad, key_reference(g), (w, h))
-                out[i] = frame_guide(g, grey[i], pts_list[i], (pts_list[i] - g.pts) * float(info.time_base), dis,
-                                     matched)
+                out[i], carried[i] = frame_guide(g, grey[i], pts_list[i],
+                                                 (pts_list[i] - g.pts) * float(info.time_base), dis, matched)
                 other = refs
             else:
                 other = other_shots_reference(pts_list[i])
@@ -183,13 +186,17 @@ def colorize_frames(
                 # Reference photos (and, off their own shots, keyframes) colour what the keyframe
                 # guide leaves open, gated strictly: they show another moment, often another place.
                 out[i] += (1.0 - out[i][..., 2:3]) * carry(feats[i], pad, other, (w, h), strict=True)
-        return out if out[..., 2].any() else None  # nothing matched: the plain forward
+        if not out[..., 2].any():
+            return None, None  # nothing matched: the plain forward
+        return out, (carried if carried[..., 2].any() else None)
 
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
-        guide = guide_batch([p for p, _, _ in batch], grey) if guides else None
+        guide, carried = guide_batch([p for p, _, _ in batch], grey) if guides else (None, None)
         abs_ = colorizer.predict(grey, pad_to=cfg.batch_size, guide=guide)
         for j, ((pts, y, g), ab) in enumerate(zip(batch, abs_)):
+            if carried is not None:
+                ab = follow_keyframe(ab, carried[j])
             if k:
                 ab = np.rot90(ab, -k)
             ab = np.ascontiguousarray(ab)
