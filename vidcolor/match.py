@@ -23,6 +23,14 @@ from torch import nn
 
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_BLOCKS
 
+# A frame is matched to its own shot's keyframe at this multiple of the working size: at 144 px a
+# figure is a few cells of the stride-8 grid (Mickey's shorts in the bundled film: 2 x 2) and its
+# colour is lost when it turns; at twice the size the encoder, trained on ImageNet at 224 px, sees
+# it at its own scale. Reference photos and other shots' keyframes are matched at 1x, where their
+# strict gates were measured (at 2x a ruled chart passed the gate of a street scene). Training
+# matched at 1x (its 128 px crops are close views). Measured: MODEL_CARD.md, session 9.
+MATCH_SCALE = 2
+STRIDE = 8  # of FeatureNet's grid
 MIN_CELL_COVER = 0.5  # a reference cell carries colour when the guide covers at least this share of it
 MATCH_T = 0.02  # softmax temperature over cosine similarities (the issue's trial: 0.02)
 SIM_NONE = 0.5  # best cosine similarity at which a match carries no colour
@@ -80,21 +88,37 @@ def pad_guide(guide: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
     return np.pad(guide, ((ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
 
 
+def _matched_area(grid_shape: tuple[int, int], pad: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) of the image a feature grid (gh, gw) was computed from, its padding taken off:
+    the working size times the scale it was matched at."""
+    gh, gw = grid_shape
+    return gw * STRIDE - pad[1], gh * STRIDE - pad[0]
+
+
 def make_reference(feats: np.ndarray, pad: tuple[int, int], guide: np.ndarray) -> Reference:
     """A reference from one image: its features (C, gh, gw, from Colorizer.features with padding
-    `pad`) and its guide at working size (H, W, 3), averaged onto the feature grid. Only cells
-    mostly covered by the guide count: a painted area or a photo carries its colour, a few
-    points do not (smeared over the frame, they misled the hint spreading: dev clips, 10 points,
-    +0.36 dB over no guide against +1.31 without matching)."""
+    `pad`, at any scale) and its guide at working size (H, W, 3), averaged onto the feature grid.
+    Only cells mostly covered by the guide count: a painted area or a photo carries its colour, a
+    few points do not (smeared over the frame, they misled the hint spreading: dev clips, 10
+    points, +0.36 dB over no guide against +1.31 without matching). Coverage is counted over a
+    cell of the working size's grid, so a 5x5 point stays no reference at any scale."""
     c, gh, gw = feats.shape
-    grid = cv2.resize(pad_guide(guide, pad), (gw, gh), interpolation=cv2.INTER_AREA)
-    grid[grid[..., 2] < MIN_CELL_COVER] = 0.0
+    area = _matched_area((gh, gw), pad)
+    grid = guide
+    cover = guide[..., 2]
+    if area != (guide.shape[1], guide.shape[0]):
+        cover = cv2.resize(cv2.blur(cover, (STRIDE, STRIDE)), area, interpolation=cv2.INTER_LINEAR)
+        grid = cv2.resize(guide, area, interpolation=cv2.INTER_LINEAR)
+    grid = cv2.resize(pad_guide(grid, pad), (gw, gh), interpolation=cv2.INTER_AREA)
+    cover = cv2.resize(pad_guide(cover[..., None], pad)[..., 0], (gw, gh), interpolation=cv2.INTER_AREA)
+    grid[cover < MIN_CELL_COVER] = 0.0
     return Reference(feats.reshape(c, -1), grid.reshape(-1, 3).astype(np.float32))
 
 
-def reference_of(colorizer: Any, grey: np.ndarray, guide: np.ndarray) -> Reference:
-    """A reference from one image at working size: its luma (H, W) and guide (H, W, 3)."""
-    feats, pad = colorizer.features(grey[None], pad_to=1)
+def reference_of(colorizer: Any, grey: np.ndarray, guide: np.ndarray, scale: int = 1) -> Reference:
+    """A reference from one image at working size: its luma (H, W) and guide (H, W, 3), its
+    features taken at `scale` times that size (as the frames matched to it)."""
+    feats, pad = colorizer.features(grey[None], pad_to=1, scale=scale)
     return make_reference(feats[0], pad, guide)
 
 
@@ -116,6 +140,9 @@ def carry(frame_feats: np.ndarray, pad: tuple[int, int], ref: Reference, size: t
         gate = np.clip((best - SIM_NONE) / (SIM_FULL - SIM_NONE), 0.0, 1.0)
     grid = ((w @ ref.guide) * gate[:, None]).reshape(gh, gw, 3).astype(np.float32)
     ph, pw = pad
-    w_pad, h_pad = size[0] + pw, size[1] + ph
-    full = cv2.resize(grid, (w_pad, h_pad), interpolation=cv2.INTER_LINEAR)
-    return np.ascontiguousarray(full[ph // 2 : ph // 2 + size[1], pw // 2 : pw // 2 + size[0]])
+    mw, mh = _matched_area((gh, gw), pad)
+    full = cv2.resize(grid, (mw + pw, mh + ph), interpolation=cv2.INTER_LINEAR)
+    full = full[ph // 2 : ph // 2 + mh, pw // 2 : pw // 2 + mw]
+    if (mw, mh) != size:
+        full = cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(full)

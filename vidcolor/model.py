@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -404,13 +405,17 @@ class Colorizer:
         return t.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def features(self, grey: np.ndarray, pad_to: int = 0) -> tuple[np.ndarray, tuple[int, int]]:
-        """Matching features (match.FeatureNet) of grey frames (N, H, W) [0, 1]: (N, C, H'/8, W'/8)
-        on the grid of the padded frame, and the padding (rows, columns) as predict pads."""
+    def features(self, grey: np.ndarray, pad_to: int = 0, scale: int = 1) -> tuple[np.ndarray, tuple[int, int]]:
+        """Matching features (match.FeatureNet) of grey frames (N, H, W) [0, 1], enlarged `scale`
+        times: (N, C, H'/8, W'/8) on the grid of the enlarged, padded frame, and that padding
+        (rows, columns)."""
         if self.feature_net is None:
             net = FeatureNet(self.net).eval()
             self.feature_net = (openvino_net.OpenVinoNet(net, self.precision, 0, network_threads())
                                 if self.backend == "openvino" else net)
+        if scale != 1:
+            size = (grey.shape[2] * scale, grey.shape[1] * scale)
+            grey = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
         x, pad = self._input(grey, pad_to)
         return self._run(self.feature_net, x)[: grey.shape[0]], pad
 

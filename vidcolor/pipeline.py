@@ -44,7 +44,7 @@ from .guide import (
     read_guide,
     read_references,
 )
-from .match import Reference, carry, reference_of
+from .match import MATCH_SCALE, Reference, carry, reference_of
 from .model import Colorizer
 from .plan import Chunk, Manifest
 from .temporal import TemporalSmoother, new_flow
@@ -141,7 +141,7 @@ def colorize_frames(
     k = (info.rotation // 90) % 4  # the model sees the picture upright
     smoother = TemporalSmoother(cfg.smoothing_strength, cfg.scene_cut_threshold) if cfg.smoothing else None
     dis = new_flow() if guides else None
-    keys: dict[int, Reference] = {}  # each keyframe's features, computed once per chunk
+    keys: dict[tuple[int, int], Reference] = {}  # each keyframe's features per scale, once per chunk
     photos = [g for g in guides if isinstance(g, ReferencePhoto)]
     keyed = any(isinstance(g, ShotGuide) for g in guides)
     if photos and not colorizer.can_match:
@@ -150,10 +150,10 @@ def colorize_frames(
     refs = Reference.join([reference_of(colorizer, p.grey, p.guide) for p in photos]) if photos else None
     joined: dict[tuple[int, ...], Reference | None] = {}
 
-    def key_reference(g: ShotGuide) -> Reference:
-        if g.pts not in keys:
-            keys[g.pts] = reference_of(colorizer, g.grey, g.guide)
-        return keys[g.pts]
+    def key_reference(g: ShotGuide, scale: int = 1) -> Reference:
+        if (g.pts, scale) not in keys:
+            keys[g.pts, scale] = reference_of(colorizer, g.grey, g.guide, scale)
+        return keys[g.pts, scale]
 
     def other_shots_reference(pts: int) -> Reference | None:
         """What a frame no keyframe covers is matched to: the keyframes nearest in time (the
@@ -170,13 +170,20 @@ def colorize_frames(
         found = [(i, active_guide(guides, p)) for i, p in enumerate(pts_list)]
         if not any(g is not None for _, g in found) and (not colorizer.can_match or (refs is None and not keyed)):
             return None, None
-        feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if colorizer.can_match else (None, (0, 0))
+        # Its own shot's keyframe is matched at MATCH_SCALE, reference photos and other shots'
+        # keyframes at 1x (see match.MATCH_SCALE): each set of features only where needed (a
+        # keyframe of a few points has no colour to match: make_reference's cell cover).
+        own_refs = {i: key_reference(g, MATCH_SCALE) for i, g in found if g is not None and colorizer.can_match}
+        own_refs = {i: r for i, r in own_refs.items() if r.guide[:, 2].any()}
+        own, own_pad = colorizer.features(grey, cfg.batch_size, MATCH_SCALE) if own_refs else (None, (0, 0))
+        strict = colorizer.can_match and (refs is not None or (keyed and not all(g is not None for _, g in found)))
+        feats, pad = colorizer.features(grey, pad_to=cfg.batch_size) if strict else (None, (0, 0))
         out = np.zeros((*grey.shape, 3), np.float32)
         carried = np.zeros_like(out)
         h, w = grey.shape[1:]
         for i, g in found:
             if g is not None:
-                matched = None if feats is None else carry(feats[i], pad, key_reference(g), (w, h))
+                matched = None if own is None or i not in own_refs else carry(own[i], own_pad, own_refs[i], (w, h))
                 out[i], carried[i] = frame_guide(g, grey[i], pts_list[i],
                                                  (pts_list[i] - g.pts) * float(info.time_base), dis, matched)
                 other = refs
