@@ -3,7 +3,7 @@ generator's own encoder features (Zhang et al. 2019, "Deep Exemplar-based Video 
 
 Optical flow carries a keyframe's colour only while the picture stays where it was; whatever
 moves fast, turns or leaves and comes back is lost. Here each position of a frame (stride 8 of
-the working size) is matched to every position of the reference by cosine similarity of the
+the working size, or of twice it: MATCH_SCALE) is matched to every position of the reference by cosine similarity of the
 encoder's stride-8 and stride-16 features (each made unit length, concatenated); a softmax over
 the reference's positions (temperature MATCH_T) carries the reference's colour, and the best
 similarity gates it: below SIM_NONE no colour, from SIM_FULL full confidence. The result is a
