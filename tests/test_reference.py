@@ -124,3 +124,29 @@ def test_shipped_model_follows_a_matching_reference_and_ignores_another(tmp_path
     assert err["same"] < err["plain"] - 3, err
     moved = np.mean([np.abs(a - b).mean() for a, b in zip(_chroma(outs["plain"]), _chroma(outs["other"]))])
     assert moved < 1.5, (moved, err)
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_an_image_matched_to_itself_keeps_its_colours_in_place(scale: int) -> None:
+    """match.carry's geometry (padding, the grid, the scale): an odd-sized textured image
+    matched to itself carries its left half's colour to its left and its right half's to its
+    right, at 1x and at twice the size (MATCH_SCALE)."""
+    from vidcolor.match import carry, reference_of
+    from vidcolor.model import Colorizer
+
+    colorizer = Colorizer.for_job(JobConfig())
+    h, w = 75, 133  # padded to 96 x 160 at 1x, 160 x 288 at 2x: margins on every side
+    yy, xx = np.mgrid[0:h, 0:w]
+    grey = (0.5 + 0.25 * np.sin(xx / 3.0) * np.where(xx < w // 2, 1.0, np.cos(yy / 2.0))).astype(np.float32)
+    guide = np.zeros((h, w, 3), np.float32)
+    guide[:, : w // 2] = (0.4, 0.2, 1.0)
+    guide[:, w // 2 :] = (-0.4, 0.3, 1.0)
+    feats, pad = colorizer.features(grey[None], pad_to=1, scale=scale)
+    out = carry(feats[0], pad, reference_of(colorizer, grey, guide, scale), (w, h))
+    assert out.shape == (h, w, 3)
+    conf = out[..., 2]
+    a = out[..., 0] / np.maximum(conf, 1e-6)
+    assert conf[:, 8:58].mean() > 0.5 and conf[:, 76:125].mean() > 0.5
+    assert a[:, 8:58].mean() > 0.3 and a[:, 76:125].mean() < -0.3, (a[:, 8:58].mean(), a[:, 76:125].mean())
+    edge = int(np.argmax(a.mean(0) < 0.0))  # where the colour turns: the halves' border, in place
+    assert abs(edge - w // 2) <= 4, edge
