@@ -164,8 +164,8 @@ def follow_keyframe(ab: np.ndarray, carried: np.ndarray) -> np.ndarray:
     around each one (FOLLOW_WINDOW): the keyframe comes out as painted, and the frames after it
     keep its colours where the flow is sure, rather than the network's softened copy of them.
     Isolated points (10 hints) are left to the network and spread_hints, which reach beyond them.
-    Measured (shipped generator, dev clips, the true first picture as keyframe): see
-    FOLLOW_WINDOW."""
+    Measured (shipped generator, dev clips, the true first picture as keyframe): +1.2 dB, every
+    clip gaining (MODEL_CARD.md, session 9)."""
     conf = carried[..., 2]
     if not conf.any():
         return ab

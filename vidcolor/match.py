@@ -3,11 +3,12 @@ generator's own encoder features (Zhang et al. 2019, "Deep Exemplar-based Video 
 
 Optical flow carries a keyframe's colour only while the picture stays where it was; whatever
 moves fast, turns or leaves and comes back is lost. Here each position of a frame (stride 8 of
-the working size, or of twice it: MATCH_SCALE) is matched to every position of the reference by cosine similarity of the
-encoder's stride-8 and stride-16 features (each made unit length, concatenated); a softmax over
-the reference's positions (temperature MATCH_T) carries the reference's colour, and the best
-similarity gates it: below SIM_NONE no colour, from SIM_FULL full confidence. The result is a
-guide like any other (ab * confidence, confidence), fed to the network's guide input.
+the working size, or of twice it: MATCH_SCALE) is matched to every position of the reference by
+cosine similarity of the encoder's stride-8 and stride-16 features (each made unit length,
+concatenated); a softmax over the reference's positions (temperature MATCH_T) carries the
+reference's colour, and the best similarity gates it: below SIM_NONE no colour, from SIM_FULL
+full confidence. The result is a guide like any other (ab * confidence, confidence), fed to the
+network's guide input.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_BLOCKS
 # figure is a few cells of the stride-8 grid (Mickey's shorts in the bundled film: 2 x 2) and its
 # colour is lost when it turns; at twice the size the encoder, trained on ImageNet at 224 px, sees
 # it at its own scale. Reference photos and other shots' keyframes are matched at 1x, where their
-# strict gates were measured (at 2x a ruled chart passed the gate of a street scene). Training
-# matched at 1x (its 128 px crops are close views). Measured: MODEL_CARD.md, session 9.
+# strict gates were measured (at 2x, a ruled chart passed the gate of the synthetic scene in the
+# shot / reverse shot test). Training matched at 1x (its 128 px crops are close views).
+# Measured: MODEL_CARD.md, session 9.
 MATCH_SCALE = 2
 STRIDE = 8  # of FeatureNet's grid
 MIN_CELL_COVER = 0.5  # a reference cell carries colour when the guide covers at least this share of it
