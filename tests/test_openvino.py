@@ -40,15 +40,17 @@ def test_openvino_f32_matches_torch_at_every_size(guided: bool) -> None:
         assert np.abs(a - b).max() * 110 < 0.01, (h, w)  # Lab units
 
 
-def test_openvino_features_match_torch_at_every_size() -> None:
-    # The matching features (the encoder to stride 16, converted on its own) agree as well.
+@pytest.mark.parametrize("scale", [1, 2])
+def test_openvino_features_match_torch_at_every_size(scale: int) -> None:
+    # The matching features (the encoder to stride 16, converted on its own) agree as well, at
+    # the working size and at twice it (a frame matched to its own shot's keyframe).
     net, _ = load_generator(JobConfig().weights_path)
     ref = Colorizer(net, "cpu", "fp32", backend="torch")
     ov = Colorizer(net, "cpu", "fp32", backend="openvino")
     rng = np.random.default_rng(4)
     for h, w in SIZES:
         grey = rng.random((2, h, w), np.float32)
-        (a, pad_a), (b, pad_b) = ref.features(grey, pad_to=4), ov.features(grey, pad_to=4)
+        (a, pad_a), (b, pad_b) = ref.features(grey, 4, scale), ov.features(grey, 4, scale)
         assert pad_a == pad_b and a.shape == b.shape and a.shape[0] == 2
         assert np.abs(a - b).max() < 1e-4, (h, w)
 
