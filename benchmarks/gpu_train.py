@@ -92,7 +92,7 @@ def export(name: str, run_dir: Path, keep: int, out: Path) -> list[str]:
     names = []
     for s in picks:
         dest = out / f"{name}_{load_generator(s)[1].get('steps', s.stem)}.pt"
-        export_generator(s, dest)
+        export_generator([s], dest)
         names.append(dest.name)
     return names
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -196,3 +197,40 @@ def test_rebalanced_training_changes_the_loss(tmp_path: Path, photos: Path) -> N
     assert _losses(weighted)[1][0] != _losses(plain)[1][0]
     with pytest.raises(ConfigError, match="rebalance"):
         load_config(TrainConfig, None, {"rebalance": 1.0})
+
+
+def test_export_blends_checkpoints(tmp_path: Path, tiny_weights: Path, tiny_guided_weights: Path) -> None:
+    """`vidcolor export A B --shares` averages parameter by parameter: shares 1,0 give A back,
+    0.25,0.75 give the weighted mean; mismatched architectures or shares are a one-line error."""
+    import torch
+
+    from vidcolor.cli import main
+    from vidcolor.model import GeneratorConfig, UnetGenerator, save_generator
+
+    a, _ = load_generator(tiny_weights)
+    torch.manual_seed(1)
+    other = UnetGenerator(GeneratorConfig(ngf=8, num_downs=5))
+    b_path = tmp_path / "b.pt"
+    save_generator(other, b_path)
+    b, _ = load_generator(b_path)
+    out = tmp_path / "blend.pt"
+    assert main(["export", str(tiny_weights), str(b_path), "--shares", "1,0", "--fp16", "-o", str(out)]) == 0
+    same, meta = load_generator(out)
+    for k, v in a.state_dict().items():
+        assert torch.equal(same.state_dict()[k], v), k
+    assert [m["share"] for m in meta["blend"]] == [1.0, 0.0]
+    assert main(["export", str(tiny_weights), str(b_path), "--shares", "0.25,0.75", "--fp16", "-o", str(out)]) == 0
+    mixed, _ = load_generator(out)
+    sa, sb, sm = a.state_dict(), b.state_dict(), mixed.state_dict()
+    moved = 0
+    for k, v in sm.items():
+        if v.is_floating_point():
+            want = 0.25 * sa[k].float() + 0.75 * sb[k].float()
+            assert torch.allclose(v.float(), want, atol=1e-3 * (1 + want.abs().max().item())), k
+            moved += int(not torch.equal(sa[k], sb[k]))
+    assert moved > 10  # the two nets really differ, so the check above means something
+    for bad in (["--shares", "0.5,0.6"], ["--shares", "1"], ["--shares", "x,y"]):
+        with pytest.raises(SystemExit) if bad[1] == "x,y" else contextlib.nullcontext():
+            assert main(["export", str(tiny_weights), str(b_path), *bad, "-o", str(tmp_path / "x.pt")]) != 0
+    assert main(["export", str(tiny_weights), str(tiny_guided_weights), "-o", str(tmp_path / "x.pt")]) != 0
+    assert not (tmp_path / "x.pt").exists()

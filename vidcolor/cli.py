@@ -15,6 +15,13 @@ log = logging.getLogger("vidcolor")
 EXIT_UNEXPECTED = 70
 
 
+def _shares(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not comma-separated numbers: {text!r}") from None
+
+
 def _job_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("options (override the config file; see configs/default.toml)")
     g.add_argument("--weights", help="generator checkpoint (default: the shipped model)")
@@ -102,8 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--config", type=Path, help="TOML job config")
     _job_options(e)
 
-    x = sub.add_parser("export", help="export a training checkpoint as the generator to ship")
-    x.add_argument("checkpoint", type=Path)
+    x = sub.add_parser("export", help="export a training checkpoint (or a blend of several) as the generator to ship")
+    x.add_argument("checkpoint", type=Path, nargs="+",
+                   help="one checkpoint, or several of one architecture to average parameter by parameter")
+    x.add_argument("--shares", type=_shares, help="comma-separated share of each checkpoint in the blend "
+                   "(default equal), e.g. 0.5,0.5")
     x.add_argument("-o", "--output", type=Path, required=True)
     x.add_argument("--fp16", action="store_true",
                    help="keep convolution kernels fp16 (default int8 + per-channel scale: half the size)")
@@ -169,7 +179,7 @@ def _cmd_keyframes(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model import export_generator
 
-    export_generator(args.checkpoint, args.output, int8=not args.fp16)
+    export_generator(args.checkpoint, args.output, int8=not args.fp16, shares=args.shares)
     print(f"exported {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ from torch import nn
 
 from . import openvino_net
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_WIDTHS, EfficientNetLite0
-from .errors import WeightsError
+from .errors import ConfigError, WeightsError
 from .hints import spread_hints
 from .match import FeatureNet
 
@@ -297,11 +298,40 @@ def load_generator(path: str | os.PathLike, data: bytes | None = None) -> tuple[
     return net, meta
 
 
-def export_generator(src: str | os.PathLike, dest: str | os.PathLike, int8: bool = True) -> None:
-    """A training snapshot -> the file to ship (int8 kernels by default), keeping its metadata
-    except the content hash, which belongs to the source file."""
-    net, meta = load_generator(src)
-    meta.pop("sha256", None)
+def blend_generators(srcs: list[str | os.PathLike],
+                     shares: list[float] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Several checkpoints of one architecture averaged parameter by parameter (a "model soup";
+    equal shares unless given). Why: runs fine-tuned from one model stay in one basin, and their
+    average can beat each (session 10: the L1 model and its GAN phase, half and half, moved the
+    dev clips' PSNR-against-colour curve up). The metadata is the first file's, plus the recipe."""
+    if not srcs:
+        raise ValueError("no checkpoint to export")
+    shares = [1.0 / len(srcs)] * len(srcs) if shares is None else list(shares)
+    if len(shares) != len(srcs) or any(w < 0 for w in shares) or not math.isclose(sum(shares), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"blend shares must be one non-negative number per checkpoint, summing to 1: {shares}")
+    nets = [load_generator(src) for src in srcs]
+    net, meta = nets[0]
+    for other, _ in nets[1:]:
+        if other.cfg != net.cfg:
+            raise WeightsError(f"cannot blend checkpoints of different architectures: {net.cfg} and {other.cfg}")
+    meta = {k: v for k, v in meta.items() if k != "sha256"}
+    if len(nets) > 1:
+        states = [n.state_dict() for n, _ in nets]
+        mixed = {}
+        for k, v in states[0].items():  # integer buffers (BatchNorm's step count): the first file's
+            mixed[k] = sum(w * s[k].float() for w, s in zip(shares, states)).to(v.dtype) if v.is_floating_point() else v
+        net.load_state_dict(mixed)
+        meta["blend"] = [{"checkpoint": Path(src).name, "sha256": m["sha256"], "share": w}
+                         for src, (_, m), w in zip(srcs, nets, shares)]
+    return net, meta
+
+
+def export_generator(srcs: list[str | os.PathLike], dest: str | os.PathLike, int8: bool = True,
+                     shares: list[float] | None = None) -> None:
+    """Training snapshots -> the file to ship (int8 kernels by default): one snapshot as it is, or
+    several blended (`blend_generators`). Keeps the metadata except the content hash, which
+    belongs to the source file."""
+    net, meta = blend_generators(srcs, shares)
     save_generator(net, dest, meta, int8=int8)
 
 
