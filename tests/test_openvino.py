@@ -133,3 +133,60 @@ def test_same_colours_whatever_ran_before(monkeypatch) -> None:
     assert list(ov.requests) == [(2, 1, 96, 64)]
     assert np.array_equal(ov(a), first)
     assert np.array_equal(openvino_net.OpenVinoNet(net, "fp32", 3)(a), first)  # another process's
+
+
+def test_bf16_chroma_gain_from_the_weights(tmp_path) -> None:
+    """The shipped file carries its bf16 colour gain; bf16 output is scaled by it (hints spread
+    after), f32 and torch are not; an implausible gain is a one-line WeightsError."""
+    from vidcolor.errors import WeightsError
+    from vidcolor.model import save_generator
+
+    if not openvino_net.cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    path = JobConfig().weights_path
+    net, meta = load_generator(path)
+    assert 0.9 < meta["bf16_chroma_gain"] < 1.1  # measured at export: 1.0358
+    grey = np.random.default_rng(2).random((2, 144, 192), np.float32)
+    shipped = Colorizer.from_file(path, "cpu", "bf16", backend="openvino")
+    raw = Colorizer(net, "cpu", "bf16", backend="openvino")
+    assert shipped.bf16_gain == meta["bf16_chroma_gain"] and raw.bf16_gain == 1.0
+    np.testing.assert_allclose(shipped.predict(grey, pad_to=2), raw.predict(grey, pad_to=2) * shipped.bf16_gain,
+                               rtol=1e-6, atol=1e-7)
+    f32 = Colorizer.from_file(path, "cpu", "fp32", backend="openvino")
+    np.testing.assert_array_equal(f32.predict(grey, pad_to=2), Colorizer(net, "cpu", "fp32", backend="openvino")
+                                  .predict(grey, pad_to=2))
+    bad = tmp_path / "bad.pt"
+    save_generator(net, bad, {**meta, "bf16_chroma_gain": 7.0})
+    with pytest.raises(WeightsError, match="implausible bf16_chroma_gain"):
+        Colorizer.from_file(bad, "cpu", "bf16", backend="openvino")
+
+
+def test_export_calibrates_bf16(tmp_path, tiny_guided_weights) -> None:
+    """`vidcolor export --calibrate PHOTOS` measures f32's chroma over bf16's on the photos and
+    stores it; the raw networks' outputs bear it out."""
+    import cv2
+
+    from vidcolor.cli import main
+    from vidcolor.model import bf16_chroma_gain, calibration_photos
+
+    if not openvino_net.cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    rng = np.random.default_rng(3)
+    photos = tmp_path / "photos" / "sub"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        img = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8), (9, 9), 3)
+        cv2.imwrite(str(photos / f"p{i}.png"), img)
+    (photos / "notes.txt").write_text("not a photo")
+    picked = calibration_photos(tmp_path / "photos")
+    assert [p.name for p in picked] == ["p0.png", "p1.png", "p2.png"]
+    out = tmp_path / "cal.pt"
+    assert main(["export", str(tiny_guided_weights), "--fp16", "--calibrate", str(tmp_path / "photos"),
+                 "-o", str(out)]) == 0
+    net, meta = load_generator(out)
+    gain = meta["bf16_chroma_gain"]
+    assert 0.5 < gain < 2.0
+    assert gain == pytest.approx(bf16_chroma_gain(net, picked), abs=1e-5)
+    assert main(["export", str(tiny_guided_weights), "--calibrate", str(tmp_path / "none"),
+                 "-o", str(tmp_path / "x.pt")]) != 0
+    assert not (tmp_path / "x.pt").exists()

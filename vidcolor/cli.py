@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="export a training checkpoint (or a blend of several) as the generator to ship")
     x.add_argument("checkpoint", type=Path, nargs="+",
                    help="one checkpoint, or several of one architecture to average parameter by parameter")
+    x.add_argument("--calibrate", type=Path, metavar="PHOTO_DIR",
+                   help="measure the file's bf16 colour shift on 256 colour photos from this folder "
+                   "(OpenVINO, a CPU with native bf16) and store the gain that undoes it")
     x.add_argument("--shares", type=_shares, help="comma-separated share of each checkpoint in the blend "
                    "(default equal), e.g. 0.5,0.5")
     x.add_argument("-o", "--output", type=Path, required=True)
@@ -179,7 +182,8 @@ def _cmd_keyframes(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .model import export_generator
 
-    export_generator(args.checkpoint, args.output, int8=not args.fp16, shares=args.shares)
+    export_generator(args.checkpoint, args.output, int8=not args.fp16, shares=args.shares,
+                    calibrate=args.calibrate)
     print(f"exported {args.output} ({args.output.stat().st_size / 2**20:.1f} MiB)")
     return 0
 

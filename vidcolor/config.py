@@ -32,7 +32,7 @@ class JobConfig:
     reference: str = ""  # colour photo(s) of similar scenes (a file or a folder): matched to every frame
     working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
     batch_size: int = 8
-    saturation: float = 1.32  # gain on the model's own chroma (1 = as predicted; 1.32: ~70 % colourfulness)
+    saturation: float = 1.27  # gain on the model's own chroma (1 = as predicted; 1.27: ~70 % colourfulness)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     device: str = "auto"  # auto | cpu | cuda
     backend: str = "auto"  # auto (OpenVINO on CPU, torch on CUDA) | torch | openvino
