@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 W, H, PAD = 560, 420, 60
-COLOURS = [(200, 80, 30), (40, 140, 40), (30, 60, 200), (150, 50, 150), (20, 150, 180)]  # BGR
+COLOURS = [(200, 80, 30), (40, 140, 40), (30, 60, 200), (150, 50, 150), (20, 150, 180),  # BGR
+           (120, 120, 120), (0, 100, 200)]
 
 
 def point(report: Path) -> dict[str, float]:
@@ -75,7 +76,8 @@ def panel(series: dict[str, list[dict[str, float]]], key: str, title: str, mark:
             q = px(p[f"{key}_colour"], p[f"{key}_gain"])
             cv2.circle(img, q, 4, col, -1)
             cv2.putText(img, f"{p['saturation']:g}", (q[0] + 5, q[1] - 5), font, 0.35, col, 1)
-        cv2.putText(img, name, (W - 250, 45 + 18 * i), font, 0.45, col, 1)
+        # Bottom right: the points of a useful model lie high on the panel.
+        cv2.putText(img, name, (W - 250, H - PAD - 10 - 18 * (len(series) - 1 - i)), font, 0.45, col, 1)
     if mark and f"{key}_gain" in mark:
         cv2.circle(img, px(mark[f"{key}_colour"], mark[f"{key}_gain"]), 11, (0, 0, 255), 2)
     return img
