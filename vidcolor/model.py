@@ -23,8 +23,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from . import openvino_net
-from .color import quantize_luma, rgb_to_luma
-from .data import IMAGE_EXTS
+from .color import quantize_luma, rgb_to_luma, working_size
+from .data import list_images
 from .efficientnet import INPUT_MEAN, INPUT_STD, SKIP_WIDTHS, EfficientNetLite0
 from .errors import ConfigError, WeightsError
 from .hints import spread_hints
@@ -332,7 +332,7 @@ def blend_generators(srcs: list[str | os.PathLike],
 CALIBRATION_PHOTOS = 256
 
 
-def bf16_chroma_gain(net: nn.Module, photos: list[Path], working_size: int = 144) -> float:
+def bf16_chroma_gain(net: nn.Module, photos: list[Path], short_side: int = 144) -> float:
     """OpenVINO f32's mean chroma over bf16's on these photos (grey as a video stores it, at the
     working size, unguided). Why: bf16 rounding shifts a network's colour as a whole, by a
     per-model amount (measured on the dev photos: 15,000-step model +0.5 %, session 10's blend
@@ -341,6 +341,7 @@ def bf16_chroma_gain(net: nn.Module, photos: list[Path], working_size: int = 144
     stored in the weights and applied to bf16 output, puts both precisions at one point."""
     if not openvino_net.available() or not openvino_net.cpu_has_bf16():
         raise WeightsError("calibrating bf16 needs OpenVINO on a CPU with native bf16")
+    # Built here, not from a file: no gain is applied to the output being measured.
     runs = {p: Colorizer(net, "cpu", p, "openvino") for p in ("fp32", "bf16")}
     chroma = {p: 0.0 for p in runs}
     for path in photos:
@@ -348,11 +349,9 @@ def bf16_chroma_gain(net: nn.Module, photos: list[Path], working_size: int = 144
         if bgr is None:
             raise WeightsError(f"calibration photo unreadable: {path}")
         y = rgb_to_luma(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0)
-        h, w = y.shape
-        s = working_size / min(h, w)
-        grey = quantize_luma(cv2.resize(y, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA))
+        size = working_size(y.shape[1], y.shape[0], short_side)
+        grey = quantize_luma(cv2.resize(y, size, interpolation=cv2.INTER_AREA))
         for p, c in runs.items():
-            c.bf16_gain = 1.0  # the raw network: the gain being measured must not apply
             chroma[p] += float(np.hypot(*np.moveaxis(c.predict(grey[None], pad_to=1)[0], -1, 0)).mean())
     if chroma["bf16"] <= 0:
         raise WeightsError("calibration photos gave no colour at all")
@@ -361,7 +360,7 @@ def bf16_chroma_gain(net: nn.Module, photos: list[Path], working_size: int = 144
 
 def calibration_photos(folder: Path, count: int = CALIBRATION_PHOTOS, seed: int = 0) -> list[Path]:
     """A fixed random sample of the photos under `folder` (any depth): the same files every time."""
-    found = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    found = list_images([folder])
     if not found:
         raise WeightsError(f"no photos under {folder} to calibrate with")
     pick = np.random.default_rng(seed).permutation(len(found))[:count]
