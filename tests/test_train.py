@@ -12,7 +12,7 @@ import pytest
 
 from vidcolor.color import luma_to_model_input, normalize_y, rgb_to_luma
 from vidcolor.config import TrainConfig, load_config
-from vidcolor.data import make_pair
+from vidcolor.data import make_pair, random_resized_crop
 from vidcolor.errors import ConfigError
 from vidcolor.model import load_generator
 from vidcolor.train import train
@@ -234,3 +234,22 @@ def test_export_blends_checkpoints(tmp_path: Path, tiny_weights: Path, tiny_guid
             assert main(["export", str(tiny_weights), str(b_path), *bad, "-o", str(tmp_path / "x.pt")]) != 0
     assert main(["export", str(tiny_weights), str(tiny_guided_weights), "-o", str(tmp_path / "x.pt")]) != 0
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("zoom", [0.5, 0.7, 1.0, 1.3])
+def test_random_resized_crop_scales_objects(zoom: float) -> None:
+    """Objects come out `zoom` times as large (area zoom squared, whatever the aspect jitter);
+    zoomed out past the photo, its edges are mirrored, so no blank border is invented."""
+    img = np.full((144, 144, 3), 40, np.uint8)
+    img[56:88, 56:88] = 255  # a 32 x 32 square, inside every 128 px view of the photo
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        view = random_resized_crop(img, 128, (zoom, zoom), rng)
+        assert view.shape == (128, 128, 3) and view.dtype == np.uint8
+        if zoom >= 1.0:
+            continue  # a zoomed-in view may cut the square; its size is checked zoomed out
+        # The square's own copy: the component at the centre (mirrored edges may repeat it).
+        _, labels = cv2.connectedComponents((view[..., 0] > 147).astype(np.uint8))
+        area = int((labels == labels[64, 64]).sum()) if labels[64, 64] else 0
+        assert abs(area - (32 * zoom) ** 2) <= 0.12 * (32 * zoom) ** 2 + 8, (zoom, area)
+        assert view.min() >= 40 - 1  # no black padding

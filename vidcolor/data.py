@@ -178,19 +178,27 @@ def sample_guide(ab: np.ndarray, rng: np.random.Generator, none: float, dense: f
 def random_resized_crop(img: np.ndarray, out: int, zoom_range: tuple[float, float],
                         rng: np.random.Generator) -> np.ndarray:
     """A random view of `img` (S x S x 3) resized to out x out, at a zoom drawn log-uniform from
-    `zoom_range` (1 = an `out` px crop at the photo's own scale, 1.5 = objects half as large again;
-    capped where the view would exceed the photo), its aspect jittered up to 4:3 either way.
-    Each epoch then shows new views, and larger objects: the scale the ImageNet encoder learned
-    at 224 px and that a larger working size shows it."""
+    `zoom_range` (1 = an `out` px crop at the photo's own scale, 1.5 = objects half as large again,
+    0.5 = half as large), its aspect jittered up to 4:3 either way. Each epoch then shows new
+    views, and objects at other sizes: larger, the scale the ImageNet encoder learned at 224 px;
+    smaller, the scale of a wide video shot at the working size (vtest's lawn, grey at 144 px,
+    turns green when the same frame is shown at 288). A view larger than the photo is the whole
+    photo shrunk and mirrored at its edges to fill the crop."""
     side = img.shape[0]
     zoom = math.exp(rng.uniform(math.log(zoom_range[0]), math.log(zoom_range[1])))
     aspect = math.exp(rng.uniform(-math.log(4 / 3), math.log(4 / 3)))
-    w = round(min(side, out / zoom * math.sqrt(aspect)))
-    h = round(min(side, out / zoom / math.sqrt(aspect)))
+    want_w, want_h = out / zoom * math.sqrt(aspect), out / zoom / math.sqrt(aspect)
+    w, h = round(min(side, want_w)), round(min(side, want_h))
     y0, x0 = rng.integers(0, side - h + 1), rng.integers(0, side - w + 1)
     view = img[y0 : y0 + h, x0 : x0 + w]
-    interp = cv2.INTER_AREA if h > out and w > out else cv2.INTER_LINEAR
-    return cv2.resize(view, (out, out), interpolation=interp)
+    # Where the view wanted more than the photo has, the photo keeps its share of the crop.
+    ow, oh = min(out, round(out * w / want_w)), min(out, round(out * h / want_h))
+    interp = cv2.INTER_AREA if h > oh and w > ow else cv2.INTER_LINEAR
+    view = cv2.resize(view, (ow, oh), interpolation=interp)
+    if (ow, oh) == (out, out):
+        return view
+    top, left = (out - oh) // 2, (out - ow) // 2
+    return cv2.copyMakeBorder(view, top, out - oh - top, left, out - ow - left, cv2.BORDER_REFLECT_101)
 
 
 @dataclass
