@@ -1,13 +1,15 @@
 """Speed of generators side by side: the bundled 480p example end to end, in one process,
 each model loaded and warmed up once, rounds interleaved so background load hits all alike.
 
-    python benchmarks/model_speed.py OLD.pt NEW.pt [--repeats 3] [--guided] [--out benchmarks/model_speed.json]
+    python benchmarks/model_speed.py OLD.pt NEW.pt [--repeats 3] [--guided] [--second-scales 0 2]
+        [--out benchmarks/model_speed.json]
 
 Prints fps per model (median over rounds) and each model's ratio to the first. `--guided` also
 runs each guide-taking model with every shot guided by a whole coloured keyframe (the model's
 own colours, from `vidcolor keyframes`): the heaviest guide, flow to the keyframe and the hint
 spreading on every frame, guide loading (the shot scan) included. `--reference PHOTO`: each
 guide-taking model with a reference photo matched to every frame (features of every frame).
+`--second-scales`: each model at each of these `second_scale` settings (default: the config's).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--guided", action="store_true", help="also time guided runs (every shot guided)")
     p.add_argument("--reference", type=Path, help="also time runs with this reference photo (or folder)")
+    p.add_argument("--second-scales", type=float, nargs="+", help="time each model at each second_scale")
     p.add_argument("--out", type=Path, default=HERE / "model_speed.json")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -57,7 +60,12 @@ def main() -> None:
         c.predict(np.zeros((cfg.batch_size, 144, 256), np.float32), pad_to=cfg.batch_size)  # warm-up
         models[str(w)] = c
     with tempfile.TemporaryDirectory() as tmp:
-        runs: dict[str, tuple[Colorizer, JobConfig]] = {k: (c, cfg) for k, c in models.items()}
+        runs: dict[str, tuple[Colorizer, JobConfig]]
+        if args.second_scales:
+            runs = {f"{k} second_scale={s:g}": (c, dataclasses.replace(cfg, second_scale=s))
+                    for k, c in models.items() for s in args.second_scales}
+        else:
+            runs = {k: (c, cfg) for k, c in models.items()}
         if args.guided or args.reference:
             for name, c in models.items():
                 if c.takes_guide and args.guided:

@@ -238,12 +238,14 @@ def predecode(src: Path, cfg: JobConfig) -> Predecoded:
     return Predecoded(info, size, greys, resize_s)
 
 
-def model_only(colorizer: Colorizer, greys: list[np.ndarray], batch: int) -> tuple[float, list[float]]:
-    """Colorizer.predict on pre-decoded small frames in the job's batch size: (total s, per-batch s)."""
+def model_only(colorizer: Colorizer, greys: list[np.ndarray], batch: int,
+               second_scale: float = 0.0) -> tuple[float, list[float]]:
+    """Colorizer.predict on pre-decoded small frames in the job's batch size (and the job's
+    second scale): (total s, per-batch s)."""
     per_batch = []
     for i in range(0, len(greys), batch):
         t0 = _now()
-        colorizer.predict(np.stack(greys[i : i + batch]))
+        colorizer.predict(np.stack(greys[i : i + batch]), second_scale=second_scale)
         _sync(colorizer)
         per_batch.append(_now() - t0)
     return sum(per_batch), per_batch
@@ -498,14 +500,14 @@ def run_all(args: argparse.Namespace, cfg: JobConfig, work: Path) -> tuple[Resul
             res.add("e2e_s", "colorize end-to-end wall time", "s", dt, "probe+plan+decode+model+smooth+encode+join")
             log.info("  end-to-end: %d frames in %.1f s", n, dt)
         if pre is not None:
-            dt, per_batch = in_worker_thread(model_only, colorizer, pre.greys, cfg.batch_size)
+            dt, per_batch = in_worker_thread(model_only, colorizer, pre.greys, cfg.batch_size, cfg.second_scale)
             res.add("model_fps", "floor: model only", "fps", len(pre.greys) / dt,
                     wdesc + ", pre-decoded frames, worker thread")
             full = [t for i, t in enumerate(per_batch) if (i + 1) * cfg.batch_size <= len(pre.greys)] or per_batch
             res.add("model_batch_ms", "model latency per batch", "ms", 1000 * statistics.median(full),
                     f"median over batches of {cfg.batch_size}")
             few = pre.greys[: max(cfg.batch_size, min(len(pre.greys), 128))]
-            dt, _ = model_only(colorizer, few, cfg.batch_size)
+            dt, _ = model_only(colorizer, few, cfg.batch_size, cfg.second_scale)
             res.add("model_main_fps", "model only, main thread", "fps", len(few) / dt,
                     f"same, called from the main thread ({len(few)} frames)")
             dt, n = transcode_only(info, cfg)

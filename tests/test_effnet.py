@@ -85,6 +85,31 @@ def test_colour_does_not_depend_on_the_batch(tmp_path: Path, backend: str) -> No
     assert alone.shape == (1, 72, 120, 2)
 
 
+def test_second_scale_averages_the_enlarged_frame_where_there_is_no_guide() -> None:
+    """`second_scale`: an unguided frame's colour is the mean of the network at the working size
+    and at twice it (brought back by area averaging); a guided frame keeps the one-scale guided
+    result, and the batch does not matter."""
+    c = Colorizer(_net(guide=True), "cpu", "fp32", backend="torch")
+    rng = np.random.default_rng(1)
+    grey = cv2.GaussianBlur(rng.random((3, 72, 120), dtype=np.float32).transpose(1, 2, 0), (0, 0), 2).transpose(2, 0, 1)
+    grey = np.ascontiguousarray(grey)
+    guide = np.zeros((3, 72, 120, 3), np.float32)
+    guide[1, 30:40, 50:60] = (0.2, 0.1, 1.0)
+    one = c.predict(grey, pad_to=4)
+    big = np.stack([cv2.resize(g, (240, 144), interpolation=cv2.INTER_LINEAR) for g in grey])
+    two = c.predict(big, pad_to=4)
+    want = 0.5 * (one + np.stack([cv2.resize(a, (120, 72), interpolation=cv2.INTER_AREA) for a in two]))
+    got = c.predict(grey, pad_to=4, second_scale=2.0)
+    assert np.abs(got - want).max() < 1e-6
+    assert np.abs(got - one).mean() > 1e-3  # the enlarged view does change the colour
+    guided = c.predict(grey, pad_to=4, guide=guide, second_scale=2.0)
+    assert np.array_equal(guided[1], c.predict(grey, pad_to=4, guide=guide)[1])
+    assert np.abs(guided[[0, 2]] - want[[0, 2]]).max() < 1e-6
+    assert np.array_equal(c.predict(grey[2:3], pad_to=4, second_scale=2.0)[0], got[2])
+    with pytest.raises(ConfigError, match="second_scale"):
+        load_config(JobConfig, None, {"second_scale": 0.5})
+
+
 def _recipe(tmp_path: Path, **overrides: object) -> TrainConfig:
     """A tiny effnet_unet recipe on a few generated photos."""
     photos = tmp_path / "photos"

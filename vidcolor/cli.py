@@ -26,6 +26,8 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("options (override the config file; see configs/default.toml)")
     g.add_argument("--weights", help="generator checkpoint (default: the shipped model)")
     g.add_argument("--working-size", type=int, help="short side of the model input in px")
+    g.add_argument("--second-scale", type=float,
+                   help="also colour each frame enlarged this many times and average (default 2; 0 = off, faster)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--saturation", type=float, help="gain on the predicted colour (1 = as predicted)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
@@ -55,7 +57,8 @@ def _guide_option(p: argparse.ArgumentParser) -> None:
                                        "frames whose content matches it (no match, no colour)")
 
 
-JOB_KEYS = ("weights", "working_size", "batch_size", "saturation", "precision", "device", "backend", "smoothing",
+JOB_KEYS = ("weights", "working_size", "second_scale", "batch_size", "saturation", "precision", "device", "backend",
+            "smoothing",
             "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
             "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide",
             "reference")

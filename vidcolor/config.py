@@ -31,6 +31,7 @@ class JobConfig:
     guide: str = ""  # colour guide: a keyframe folder (vidcolor keyframes) or a hints .toml; empty: none
     reference: str = ""  # colour photo(s) of similar scenes (a file or a folder): matched to every frame
     working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
+    second_scale: float = 2.0  # unguided frames also coloured this many times enlarged, the two averaged; 0: off
     batch_size: int = 8
     saturation: float = 1.27  # gain on the model's own chroma (1 = as predicted; 1.27: ~70 % colourfulness)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -55,6 +56,8 @@ class JobConfig:
             raise ConfigError(f"crf must be within 0..51, got {self.crf}")
         if not 32 <= self.working_size <= 4096:
             raise ConfigError(f"working_size must be within 32..4096, got {self.working_size}")
+        if self.second_scale != 0 and not 1.0 < self.second_scale <= 4.0:
+            raise ConfigError(f"second_scale must be 0 (off) or within (1, 4], got {self.second_scale}")
         if not 1 <= self.batch_size <= 1024:
             raise ConfigError(f"batch_size must be within 1..1024, got {self.batch_size}")
         if not 0.0 <= self.smoothing_strength < 1.0:

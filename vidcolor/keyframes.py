@@ -40,15 +40,16 @@ def write_keyframes(src: Path, out_dir: Path, cfg: JobConfig, colorizer: Coloriz
     for pts, y, grey, starts in frames:
         if starts:
             seconds = (pts - pts_list[0]) * float(info.time_base)
-            written.append(_write_pair(out_dir / keyframe_name(seconds), y, grey, info, colorizer))
+            written.append(_write_pair(out_dir / keyframe_name(seconds), y, grey, info, colorizer, cfg.second_scale))
     log.info("%d shot(s): keyframes in %s", len(written), out_dir)
     return written
 
 
-def _write_pair(path: Path, y: np.ndarray, grey: np.ndarray, info: SourceInfo, colorizer: Colorizer) -> Path:
+def _write_pair(path: Path, y: np.ndarray, grey: np.ndarray, info: SourceInfo, colorizer: Colorizer,
+                second_scale: float) -> Path:
     yn = upright(normalize_y(y, info.bits, info.full_range), info)
     grey_u8 = np.round(yn * 255).astype(np.uint8)
-    ab = colorizer.predict(upright(grey, info)[None])[0]
+    ab = colorizer.predict(upright(grey, info)[None], second_scale=second_scale)[0]
     ab = cv2.resize(ab, (yn.shape[1], yn.shape[0]), interpolation=cv2.INTER_LINEAR)
     auto = np.round(lab_to_rgb(yn, ab) * 255).astype(np.uint8)
     auto_path = path.with_name(path.name[: -len(".png")] + AUTO_SUFFIX)

@@ -523,14 +523,41 @@ class Colorizer:
         return y.float().cpu().numpy()
 
     @torch.inference_mode()
-    def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None) -> np.ndarray:
+    def predict(self, grey: np.ndarray, pad_to: int = 0, guide: np.ndarray | None = None,
+                second_scale: float = 0.0) -> np.ndarray:
         """grey: (N, H, W) float32 in [0, 1] -> ab / AB_SCALE (N, H, W, 2) float32.
         guide: (N, H, W, 3) colour guide (a * conf, b * conf, conf) or None, for guided models.
 
         `pad_to`: run the network on exactly this many frames (padding with blanks). Convolution
         libraries pick kernels by batch size, and bf16 results differ in the last bits between
         kernels; a fixed batch makes a frame's colour independent of where the batch ends
-        (chunk edges, the end of the film) and of its neighbours in the batch."""
+        (chunk edges, the end of the film) and of its neighbours in the batch.
+
+        `second_scale` (0: off): frames without a guide are also coloured enlarged this many
+        times, and the two predictions averaged. The network names things best at about the size
+        its training photos showed them; a wide shot's small figures are recognised only when
+        enlarged, a close-up's surfaces only at the working size, and the average keeps what each
+        scale gets right (the dev photos: +0.2 dB at the same colourfulness; MODEL_CARD.md,
+        session 13). Guided frames keep one scale: their colour is the guide's, as measured."""
+        ab = self._predict_once(grey, pad_to, guide)
+        n_real, h, w = grey.shape
+        if second_scale > 0:
+            unguided = [i for i in range(n_real) if guide is None or not guide[i, ..., 2].any()]
+            if unguided:
+                size = (max(1, round(w * second_scale)), max(1, round(h * second_scale)))
+                big = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
+                ab_big = self._predict_once(big, pad_to, None)
+                for i in unguided:
+                    ab[i] = 0.5 * (ab[i] + cv2.resize(ab_big[i], (w, h), interpolation=cv2.INTER_AREA))
+        if guide is not None and self.takes_guide:
+            # The network mostly colours the hinted pixels themselves; carry each hint's
+            # correction to the similar pixels around it (measured: see hints.py).
+            for i in range(n_real):
+                ab[i] = spread_hints(ab[i], guide[i], grey[i])
+        return ab
+
+    def _predict_once(self, grey: np.ndarray, pad_to: int, guide: np.ndarray | None) -> np.ndarray:
+        """The network's ab at the given size (see predict), before hint spreading."""
         n_real = grey.shape[0]
         if pad_to > n_real and guide is not None:
             guide = np.concatenate([guide, np.zeros((pad_to - n_real, *guide.shape[1:]), guide.dtype)])
@@ -544,10 +571,4 @@ class Colorizer:
         y = self._run(self.net if self.ov_net is None else self.ov_net, x, g)
         if self.ov_net is not None and self.precision == "bf16" and self.bf16_gain != 1.0:
             y *= self.bf16_gain  # bf16's colour shift, measured at export (bf16_chroma_gain)
-        ab = np.ascontiguousarray(y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].transpose(0, 2, 3, 1))
-        if g is not None:
-            # The network mostly colours the hinted pixels themselves; carry each hint's
-            # correction to the similar pixels around it (measured: see hints.py).
-            for i in range(n_real):
-                ab[i] = spread_hints(ab[i], guide[i], grey[i])
-        return ab
+        return np.ascontiguousarray(y[:n_real, :, ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w].transpose(0, 2, 3, 1))

@@ -200,7 +200,7 @@ def colorize_frames(
     def flush(batch: list[tuple[int, np.ndarray, np.ndarray]]) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:  # noqa: E501
         grey = np.stack([np.rot90(g, k) for _, _, g in batch]) if k else np.stack([g for _, _, g in batch])
         guide, carried = guide_batch([p for p, _, _ in batch], grey) if guides else (None, None)
-        abs_ = colorizer.predict(grey, pad_to=cfg.batch_size, guide=guide)
+        abs_ = colorizer.predict(grey, pad_to=cfg.batch_size, guide=guide, second_scale=cfg.second_scale)
         for j, ((pts, y, g), ab) in enumerate(zip(batch, abs_)):
             if carried is not None:
                 ab = follow_keyframe(ab, carried[j])
