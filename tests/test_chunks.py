@@ -64,6 +64,12 @@ def test_chunked_equals_single_pass(tmp_path: Path, clip: Path, cfg: JobConfig) 
     run_job(clip, s2, dataclasses.replace(base, smoothing=False))
     run_job(clip, c2, dataclasses.replace(base, smoothing=False, chunk_seconds=0.5))
     assert all(np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2]) for x, y in zip(planes(s2), planes(c2)))
+    # So with the second scale (a change of colour, the same in one chunk or six).
+    s3, c3 = tmp_path / "s3.mkv", tmp_path / "c3.mkv"
+    run_job(clip, s3, dataclasses.replace(base, smoothing=False, second_scale=2.0))
+    run_job(clip, c3, dataclasses.replace(base, smoothing=False, second_scale=2.0, chunk_seconds=0.5))
+    assert all(np.array_equal(x[1], y[1]) and np.array_equal(x[2], y[2]) for x, y in zip(planes(s3), planes(c3)))
+    assert not all(np.array_equal(x[1], y[1]) for x, y in zip(planes(s2), planes(s3)))
     # Timestamps continuous across seams and audio intact.
     assert [f.pts for f in decode_all(chunked)] == [f.pts for f in decode_all(single)]
     assert [p for p, _ in packets(clip)[0]] == [p for p, _ in packets(chunked)[0]]

@@ -27,7 +27,7 @@ def _job_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", help="generator checkpoint (default: the shipped model)")
     g.add_argument("--working-size", type=int, help="short side of the model input in px")
     g.add_argument("--second-scale", type=float,
-                   help="also colour each frame enlarged this many times and average (default 2; 0 = off, faster)")
+                   help="also colour each frame enlarged this many times and average the two (e.g. 2; default 0 = off)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--saturation", type=float, help="gain on the predicted colour (1 = as predicted)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])

@@ -31,7 +31,7 @@ class JobConfig:
     guide: str = ""  # colour guide: a keyframe folder (vidcolor keyframes) or a hints .toml; empty: none
     reference: str = ""  # colour photo(s) of similar scenes (a file or a folder): matched to every frame
     working_size: int = 144  # short side of the model input, px (the scale the model was trained at)
-    second_scale: float = 2.0  # unguided frames also coloured this many times enlarged, the two averaged; 0: off
+    second_scale: float = 0.0  # 0: off; 2: unguided frames also coloured twice enlarged, the two averaged
     batch_size: int = 8
     saturation: float = 1.27  # gain on the model's own chroma (1 = as predicted; 1.27: ~70 % colourfulness)
     precision: str = "auto"  # auto | fp32 | bf16 | fp16

@@ -403,6 +403,10 @@ def network_threads() -> int:
     return max(1, torch.get_num_threads() // 2)
 
 
+# The enlarged view's share in second_scale's average (see Colorizer.predict).
+SECOND_SCALE_SHARE = 0.5
+
+
 class Colorizer:
     """Runs a generator on batches of small grey frames; the only place inference happens.
 
@@ -536,9 +540,10 @@ class Colorizer:
         `second_scale` (0: off): frames without a guide are also coloured enlarged this many
         times, and the two predictions averaged. The network names things best at about the size
         its training photos showed them; a wide shot's small figures are recognised only when
-        enlarged, a close-up's surfaces only at the working size, and the average keeps what each
-        scale gets right (the dev photos: +0.2 dB at the same colourfulness; MODEL_CARD.md,
-        session 13). Guided frames keep one scale: their colour is the guide's, as measured."""
+        enlarged, a close-up's surfaces only at the working size. Measured (MODEL_CARD.md, session
+        13): the dev photos +0.19 dB at the same colourfulness, the dev clips -0.19 dB (a warm cast
+        on neutral close-ups grows), so it is off by default. Guided frames keep one scale: their
+        colour is the guide's, as measured."""
         ab = self._predict_once(grey, pad_to, guide)
         n_real, h, w = grey.shape
         if second_scale > 0:
@@ -548,7 +553,8 @@ class Colorizer:
                 big = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
                 ab_big = self._predict_once(big, pad_to, None)
                 for i in unguided:
-                    ab[i] = 0.5 * (ab[i] + cv2.resize(ab_big[i], (w, h), interpolation=cv2.INTER_AREA))
+                    big_ab = cv2.resize(ab_big[i], (w, h), interpolation=cv2.INTER_AREA)
+                    ab[i] = (1.0 - SECOND_SCALE_SHARE) * ab[i] + SECOND_SCALE_SHARE * big_ab
         if guide is not None and self.takes_guide:
             # The network mostly colours the hinted pixels themselves; carry each hint's
             # correction to the similar pixels around it (measured: see hints.py).
