@@ -23,10 +23,12 @@ def _guide(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return g
 
 
+@pytest.mark.parametrize("second_scale", [0.0, 2.0])
 @pytest.mark.parametrize("guided", [False, True])
-def test_openvino_f32_matches_torch_at_every_size(guided: bool) -> None:
+def test_openvino_f32_matches_torch_at_every_size(guided: bool, second_scale: float) -> None:
     # The trace freezes EfficientNet's TF-"same" padding for the example's size; inputs padded to
-    # multiples of 32 must make that harmless at every size and aspect ratio.
+    # multiples of 32 must make that harmless at every size and aspect ratio (and at twice each
+    # size, where second_scale runs the network too).
     net, _ = load_generator(JobConfig().weights_path)
     ref = Colorizer(net, "cpu", "fp32", backend="torch")
     ov = Colorizer(net, "cpu", "fp32", backend="openvino")
@@ -35,7 +37,10 @@ def test_openvino_f32_matches_torch_at_every_size(guided: bool) -> None:
     for h, w in SIZES:
         grey = rng.random((2, h, w), np.float32)
         guide = _guide(h, w, rng) if guided else None
-        a, b = ref.predict(grey, pad_to=4, guide=guide), ov.predict(grey, pad_to=4, guide=guide)
+        if guided:
+            guide[1] = 0.0  # one frame of the batch without a guide: the two scales there
+        a = ref.predict(grey, pad_to=4, guide=guide, second_scale=second_scale)
+        b = ov.predict(grey, pad_to=4, guide=guide, second_scale=second_scale)
         assert a.shape == b.shape == (2, h, w, 2)
         assert np.abs(a - b).max() * 110 < 0.01, (h, w)  # Lab units
 
@@ -65,6 +70,9 @@ def test_openvino_bf16_close_to_torch() -> None:
     assert c.precision == "bf16"
     b = c.predict(grey, pad_to=4)
     assert np.abs(a - b).mean() * 110 < 0.5  # Lab units; measured 0.16
+    a2 = Colorizer(net, "cpu", "fp32", backend="torch").predict(grey, pad_to=4, second_scale=2.0)
+    b2 = c.predict(grey, pad_to=4, second_scale=2.0)
+    assert np.abs(a2 - b2).mean() * 110 < 0.5  # the same bound with the second scale
 
 
 def test_auto_backend_is_openvino_on_cpu(tiny_weights) -> None:
