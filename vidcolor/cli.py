@@ -58,8 +58,7 @@ def _guide_option(p: argparse.ArgumentParser) -> None:
 
 
 JOB_KEYS = ("weights", "working_size", "second_scale", "batch_size", "saturation", "precision", "device", "backend",
-            "smoothing",
-            "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
+            "smoothing", "smoothing_strength", "scene_cut_threshold", "encoder", "crf", "preset", "chunk_seconds",
             "warmup_frames", "video_stream", "allow_colour_input", "deinterlace", "guide",
             "reference")
 # eval's --guide simulates a user, keyframes has none: the job option is colorize's alone

@@ -436,9 +436,8 @@ def colorize_photo(rgb: np.ndarray, cfg: JobConfig, colorizer: Any, guide_mode: 
     elif guide_mode:
         ab_true = rgb_to_ab(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)) / AB_SCALE
         guide = true_guide(ab_true.astype(np.float32), guide_mode, seed)[None]
-    ab = apply_saturation(colorizer.predict(small[None], pad_to=1, guide=guide, second_scale=cfg.second_scale)[0],
-                          cfg.saturation,
-                          None if guide is None else guide[0, ..., 2])
+    ab = colorizer.predict(small[None], pad_to=1, guide=guide, second_scale=cfg.second_scale)[0]
+    ab = apply_saturation(ab, cfg.saturation, None if guide is None else guide[0, ..., 2])
     u, v = ab_to_planes(small, ab, (w, h), 8, False, "bt601")
     _, _, cspan = y_levels(8, False)
     zero = np.zeros_like(yn)

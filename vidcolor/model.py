@@ -403,8 +403,12 @@ def network_threads() -> int:
     return max(1, torch.get_num_threads() // 2)
 
 
-# The enlarged view's share in second_scale's average (see Colorizer.predict).
-SECOND_SCALE_SHARE = 0.5
+def _enlarge(grey: np.ndarray, scale: float) -> np.ndarray:
+    """Grey frames (N, H, W) resized `scale` times (bilinear); unchanged at 1."""
+    if scale == 1:
+        return grey
+    size = (max(1, round(grey.shape[2] * scale)), max(1, round(grey.shape[1] * scale)))
+    return np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
 
 
 class Colorizer:
@@ -504,10 +508,7 @@ class Colorizer:
             net = FeatureNet(self.net).eval()
             self.feature_net = (openvino_net.OpenVinoNet(net, self.precision, 0, network_threads())
                                 if self.backend == "openvino" else net)
-        if scale != 1:
-            size = (grey.shape[2] * scale, grey.shape[1] * scale)
-            grey = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
-        x, pad = self._input(grey, pad_to)
+        x, pad = self._input(_enlarge(grey, scale), pad_to)
         return self._run(self.feature_net, x)[: grey.shape[0]], pad
 
     def _run(self, net: Any, x: np.ndarray, g: np.ndarray | None = None) -> np.ndarray:
@@ -549,12 +550,10 @@ class Colorizer:
         if second_scale > 0:
             unguided = [i for i in range(n_real) if guide is None or not guide[i, ..., 2].any()]
             if unguided:
-                size = (max(1, round(w * second_scale)), max(1, round(h * second_scale)))
-                big = np.stack([cv2.resize(g, size, interpolation=cv2.INTER_LINEAR) for g in grey])
-                ab_big = self._predict_once(big, pad_to, None)
-                for i in unguided:
-                    big_ab = cv2.resize(ab_big[i], (w, h), interpolation=cv2.INTER_AREA)
-                    ab[i] = (1.0 - SECOND_SCALE_SHARE) * ab[i] + SECOND_SCALE_SHARE * big_ab
+                # Only the unguided frames: pad_to keeps each frame's colour independent of the batch.
+                ab_big = self._predict_once(_enlarge(grey[unguided], second_scale), pad_to, None)
+                for i, big in zip(unguided, ab_big):
+                    ab[i] = 0.5 * (ab[i] + cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA))
         if guide is not None and self.takes_guide:
             # The network mostly colours the hinted pixels themselves; carry each hint's
             # correction to the similar pixels around it (measured: see hints.py).
