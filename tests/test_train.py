@@ -253,3 +253,49 @@ def test_random_resized_crop_scales_objects(zoom: float) -> None:
         area = int((labels == labels[64, 64]).sum()) if labels[64, 64] else 0
         assert abs(area - (32 * zoom) ** 2) <= 0.12 * (32 * zoom) ** 2 + 8, (zoom, area)
         assert view.min() >= 40 - 1  # no black padding
+
+
+def test_batch_workers_reproduce(tmp_path: Path, photos: Path) -> None:
+    """Batches made in worker processes: a seed gives the same run, and the workers' batches
+    differ from each other (each worker seeded apart)."""
+    import dataclasses
+
+    from vidcolor.data import PhotoBatches, load_image_cache
+
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        train(dataclasses.replace(_cfg(photos, out, 3), workers=2, guide=True))
+        runs.append(_losses(out))
+    assert runs[0] == runs[1]
+    imgs = load_image_cache([photos], 36, tmp_path / "cache")
+    batches = PhotoBatches(imgs, 32, 4, 0.0, seed=1, workers=2)
+    it = iter(batches)
+    first, second = next(it), next(it)
+    batches.close()
+    assert first[0].shape == (4, 1, 32, 32) and first[1].shape == (4, 2, 32, 32)
+    assert not np.array_equal(first[0], second[0])
+
+
+def test_time_budget_plans_the_schedule() -> None:
+    """A run with `minutes` sets its step count from the measured speed and keeps each milestone
+    at its share of the run; one at the end stays at the end."""
+    from vidcolor.train import plan_steps
+
+    cfg = load_config(TrainConfig, None, {"steps": 1000, "lr_decay_from": 500, "freeze_encoder_steps": 200,
+                                          "nogan_steps": 1000, "minutes": 5.0})
+    new = plan_steps(cfg, first=0, step=120, rate=10.0, left_s=100.0)
+    assert new.steps == 120 + 970
+    assert (new.lr_decay_from, new.freeze_encoder_steps, new.nogan_steps) == (545, 218, 1090)
+    resumed = load_config(TrainConfig, None, {"steps": 3000, "lr_decay_from": 2500, "start_step": 2000})
+    assert plan_steps(resumed, first=2000, step=2120, rate=1.0, left_s=0.0).steps == 2121  # never below done
+    assert plan_steps(resumed, first=2000, step=2120, rate=10.0, left_s=100.0).lr_decay_from == 2545
+
+
+def test_time_budget_stops_the_run(tmp_path: Path, photos: Path) -> None:
+    import dataclasses
+
+    out = tmp_path / "a"
+    train(dataclasses.replace(_cfg(photos, out, 10**6), minutes=0.02))
+    _, meta = load_generator(out / "generator_latest.pt")
+    assert 0 < meta["steps"] < 10**6

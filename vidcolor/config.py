@@ -133,6 +133,13 @@ class TrainConfig:
     # photo's own scale; 1.5 = objects half as large again), aspect jittered up to 4:3. 1, 1 = plain crops.
     zoom_min: float = 1.0
     zoom_max: float = 1.0
+    # Processes that make batches (0: one background thread, enough on a CPU, where torch takes
+    # the cores; a GPU eats batches faster than one core makes them: ~1 per 300 images/s).
+    workers: int = 0
+    # A time budget in minutes (0 = none): training stops then, and `steps` (with lr_decay_from at
+    # the same share of the run) is re-planned from the speed measured over the first
+    # PLAN_AFTER steps, so the lr reaches 0 on time on hardware whose speed is not known ahead.
+    minutes: float = 0.0
 
     def validate(self) -> TrainConfig:
         if self.crop % (1 << self.num_downs):
@@ -159,6 +166,8 @@ class TrainConfig:
             raise ConfigError("guide_matched needs guide = true and arch = effnet_unet (its encoder matches)")
         if not 0.5 <= self.zoom_min <= self.zoom_max <= 4.0:
             raise ConfigError(f"need 0.5 <= zoom_min <= zoom_max <= 4, got {self.zoom_min}, {self.zoom_max}")
+        if self.workers < 0 or self.minutes < 0:
+            raise ConfigError("workers and minutes must not be negative")
         if self.lr_decay_from < 0 or (self.lr_decay_from and self.lr_decay_from >= self.steps):
             raise ConfigError("lr_decay_from must be 0 (off) or a step before `steps`")
         return self

@@ -6,17 +6,21 @@ flips, degrades and converts; a background thread assembles batches while torch 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import math
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+import torch
 
 from .color import luma_to_model_input, quantize_luma, rgb_to_ab, rgb_to_luma
 
@@ -62,11 +66,11 @@ def load_image_cache(dirs: Sequence[str | Path], side: int, cache_dir: Path) -> 
         out[n] = cv2.cvtColor(_square(img, side), cv2.COLOR_BGR2RGB)
         n += 1
     out = out[:n]
-    tmp = cache.with_suffix(".part.npy")
+    tmp = cache.parent / f"{cache.stem}.{os.getpid()}.part.npy"  # two runs may build it at once
     np.save(tmp, out)
     tmp.replace(cache)
     log.info("cached %d photos at %dpx in %s", n, side, cache)
-    return out
+    return np.load(cache, mmap_mode="r")  # as a later run gets it: batch workers open the file
 
 
 def ab_rarity_weights(photos: np.ndarray, strength: float, bins: int = 32, sample: int = 2000,
@@ -216,24 +220,20 @@ class MatchRefs:
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray | None, MatchRefs | None]
 
 
-class PhotoBatches:
-    """Infinite stream of (input, target, guide, match refs) batches with random crops and flips,
-    seeded. `guide`: None for unguided training, else (none, dense) shares for sample_guide;
-    `matched` = (share, other share): samples whose guide comes from feature matching (see
-    TrainConfig.guide_matched), returned with their references in MatchRefs."""
+class BatchMaker:
+    """Makes one (input, target, guide, match refs) batch per call, from random crops and flips
+    of the photos, seeded. `guide`: None for unguided training, else (none, dense) shares for
+    sample_guide; `matched` = (share, other share): samples whose guide comes from feature
+    matching (see TrainConfig.guide_matched), returned with their references in MatchRefs."""
 
     def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
-                 prefetch: int = 4, guide: tuple[float, float] | None = None,
-                 zoom: tuple[float, float] = (1.0, 1.0), matched: tuple[float, float] = (0.0, 0.0)) -> None:
+                 guide: tuple[float, float] | None = None, zoom: tuple[float, float] = (1.0, 1.0),
+                 matched: tuple[float, float] = (0.0, 0.0)) -> None:
         self.photos, self.crop, self.batch, self.degrade = photos, crop, batch, degrade
         self.guide = guide
         self.zoom = zoom
         self.matched = matched
         self.rng = np.random.default_rng(seed)
-        self._q: queue.Queue[Batch] = queue.Queue(prefetch)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._fill, daemon=True)
-        self._thread.start()
 
     def _view(self, i: int, zoom: tuple[float, float]) -> np.ndarray:
         """A random crop of photo i (at `zoom`), flipped half the time."""
@@ -245,7 +245,7 @@ class PhotoBatches:
             img = random_resized_crop(np.asarray(self.photos[i]), self.crop, zoom, self.rng)
         return img[:, ::-1] if self.rng.random() < 0.5 else img
 
-    def _one_batch(self) -> Batch:
+    def __call__(self) -> Batch:
         n = len(self.photos)
         xs, ys, gs = [], [], []
         r_index: list[int] = []
@@ -275,9 +275,56 @@ class PhotoBatches:
         matched = MatchRefs(r_index, np.stack(r_x), np.stack(r_ab), r_strict) if r_index else None
         return np.stack(xs), np.stack(ys), (np.stack(gs) if gs else None), matched
 
+
+class _WorkerBatches(torch.utils.data.IterableDataset):
+    """BatchMaker in a DataLoader worker process, each worker seeded apart (seed + worker id).
+    The photos travel as their cache file's name and each worker maps the file: the page cache
+    holds one copy for all of them."""
+
+    def __init__(self, maker: BatchMaker, seed: int) -> None:
+        self.photos_file = str(maker.photos.filename)
+        self.maker = copy.copy(maker)
+        self.maker.photos = np.empty((0,), np.uint8)  # not pickled to the workers
+        self.seed = seed
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = torch.utils.data.get_worker_info()
+        cv2.setNumThreads(1)  # the workers are the parallelism
+        self.maker.photos = np.load(self.photos_file, mmap_mode="r")
+        self.maker.rng = np.random.default_rng([self.seed, 0 if info is None else info.id])
+        while True:
+            yield self.maker()
+
+
+class PhotoBatches:
+    """Infinite stream of BatchMaker's batches, made ahead while torch computes: by one
+    background thread (`workers` 0: enough for a CPU, where torch takes the cores), or by
+    `workers` processes (a GPU eats batches faster than one core makes them)."""
+
+    def __init__(self, photos: np.ndarray, crop: int, batch: int, degrade: float, seed: int,
+                 prefetch: int = 4, guide: tuple[float, float] | None = None,
+                 zoom: tuple[float, float] = (1.0, 1.0), matched: tuple[float, float] = (0.0, 0.0),
+                 workers: int = 0) -> None:
+        self.maker = BatchMaker(photos, crop, batch, degrade, seed, guide, zoom, matched)
+        self._stop = threading.Event()
+        self._loader: Iterator[Batch] | None = None
+        if workers > 0:
+            if not isinstance(photos, np.memmap):
+                raise ValueError("batch workers read the photos from their cache file (load_image_cache)")
+            # Workers forked from a process whose OpenCV thread pool has run deadlock in their
+            # first cv2 call (measured: cv2.setNumThreads hung): start them from a fresh server.
+            loader = torch.utils.data.DataLoader(_WorkerBatches(self.maker, seed), batch_size=None,
+                                                 num_workers=workers, prefetch_factor=prefetch,
+                                                 collate_fn=_shareable, multiprocessing_context="forkserver")
+            self._loader = iter(loader)
+            return
+        self._q: queue.Queue[Batch] = queue.Queue(prefetch)
+        self._thread = threading.Thread(target=self._fill, daemon=True)
+        self._thread.start()
+
     def _fill(self) -> None:
         while not self._stop.is_set():
-            b = self._one_batch()
+            b = self.maker()
             while not self._stop.is_set():
                 try:
                     self._q.put(b, timeout=0.5)
@@ -287,7 +334,23 @@ class PhotoBatches:
 
     def __iter__(self) -> Iterator[Batch]:
         while True:
-            yield self._q.get()
+            yield _from_shared(next(self._loader)) if self._loader is not None else self._q.get()
 
     def close(self) -> None:
         self._stop.set()
+        self._loader = None  # the DataLoader's iterator ends its worker processes when dropped
+
+
+def _shareable(batch: Batch) -> Any:
+    """A batch as torch tensors, which cross from a worker in shared memory (numpy arrays would
+    be pickled through a pipe: ~50 MB a batch of 128)."""
+    x, y, g, refs = batch
+    t = torch.from_numpy
+    r = None if refs is None else (refs.index, t(refs.x), t(refs.ab), refs.strict)
+    return t(x), t(y), None if g is None else t(g), r
+
+
+def _from_shared(batch: Any) -> Batch:
+    x, y, g, r = batch
+    refs = None if r is None else MatchRefs(list(r[0]), r[1].numpy(), r[2].numpy(), list(r[3]))
+    return x.numpy(), y.numpy(), None if g is None else g.numpy(), refs

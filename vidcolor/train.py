@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import logging
 import time
 from contextlib import nullcontext
@@ -61,8 +62,9 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     init_weights(d)
     g = g.to(device).to(memory_format=torch.channels_last)
     d = d.to(memory_format=torch.channels_last)
-    opt_g = torch.optim.Adam(param_groups(g, cfg), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    fused = device.type == "cuda"  # one kernel for all parameters: a GPU step is launch-bound
+    opt_g = torch.optim.Adam(param_groups(g, cfg), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
 
     step = 0
     state_path = out / "state.pt"
@@ -98,7 +100,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     # Seed by step so a resumed run continues with fresh, reproducible batches.
     batches = PhotoBatches(photos, cfg.crop, cfg.batch_size, cfg.degrade, cfg.seed + step,
                            guide=(cfg.guide_none, cfg.guide_dense) if cfg.guide else None,
-                           zoom=(cfg.zoom_min, cfg.zoom_max), matched=(cfg.guide_matched, cfg.matched_other))
+                           zoom=(cfg.zoom_min, cfg.zoom_max), matched=(cfg.guide_matched, cfg.matched_other),
+                           workers=cfg.workers)
     features = FeatureNet(g) if cfg.guide_matched else None  # shares G's encoder: matches as G sees
     csv_path = out / "log.csv"
     new_csv = not csv_path.exists()
@@ -116,8 +119,19 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
     latest = out / "generator_latest.pt"
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
     it = iter(batches)
+    first_step = step
+    t_warm = t0
+    if cfg.minutes:
+        max_minutes = cfg.minutes if max_minutes is None else min(max_minutes, cfg.minutes)
     try:
         while step < cfg.steps:
+            if cfg.minutes and step == first_step + PLAN_WARMUP:
+                t_warm = time.time()  # the first steps (workers starting, kernels chosen) are slow
+            if cfg.minutes and step == first_step + PLAN_AFTER:
+                now = time.time()
+                rate = (PLAN_AFTER - PLAN_WARMUP) / max(now - t_warm, 1e-9)
+                cfg = plan_steps(cfg, first_step, step, rate, (max_minutes or cfg.minutes) * 60 - (now - t0))
+                bar.total = cfg.steps
             if max_minutes is not None and time.time() - t0 > max_minutes * 60:
                 log.info("time budget of %.1f min reached at step %d", max_minutes, step)
                 break
@@ -160,6 +174,31 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
         csv_file.close()
     _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
     return latest
+
+
+PLAN_WARMUP, PLAN_AFTER = 20, 120  # a time-budgeted run times steps 20-120 to set its step count
+
+
+def plan_steps(cfg: TrainConfig, first: int, step: int, rate: float, left_s: float) -> TrainConfig:
+    """The recipe with `steps` set to what `rate` (steps/s) reaches in the `left_s` seconds left
+    (3 % kept back for checkpoints), and its milestones (lr decay, encoder unfrozen, GAN joins)
+    moved to the same share of this start's run (from step `first`) as before; one at or past
+    the end stays there. Never fewer steps than already done."""
+    steps = max(step + 1, step + int(rate * left_s * 0.97))
+
+    def moved(milestone: int) -> int:
+        if milestone >= cfg.steps:
+            return steps
+        if milestone <= first:
+            return milestone
+        return min(steps - 1, first + round((milestone - first) / (cfg.steps - first) * (steps - first)))
+
+    new = dataclasses.replace(cfg, steps=steps, freeze_encoder_steps=moved(cfg.freeze_encoder_steps),
+                              nogan_steps=moved(cfg.nogan_steps),
+                              lr_decay_from=moved(cfg.lr_decay_from) if cfg.lr_decay_from else 0)
+    log.info("%.1f steps/s: planned %d steps (encoder frozen to %d, GAN from %d, lr decay from %d) in the "
+             "%.1f min left", rate, steps, new.freeze_encoder_steps, new.nogan_steps, new.lr_decay_from, left_s / 60)
+    return new
 
 
 def encoder_weights() -> dict[str, torch.Tensor]:
