@@ -66,7 +66,8 @@ def cuda_check(weights: Path) -> dict[str, Any]:
     return out
 
 
-def child(name: str, config: Path, overrides: dict[str, Any], photos: Path, work: Path, minutes: float) -> None:
+def child(name: str, config: Path, overrides: dict[str, Any], photos: Path, work: Path, minutes: float,
+          profile_steps: int = 0, out: Path | None = None) -> None:
     import_vidcolor()
     from vidcolor.config import TrainConfig, load_config
     from vidcolor.train import train
@@ -76,8 +77,53 @@ def child(name: str, config: Path, overrides: dict[str, Any], photos: Path, work
         "data": [str(photos)], "cache_dir": str(work / "cache"), "out_dir": str(work / name),
         "checkpoint_every": 10**9, "threads": 2, **overrides})
     t0 = time.time()
+    if profile_steps:
+        profile(name, cfg, profile_steps, out or work)
+        return
     train(cfg, max_minutes=minutes)
     log.info("%s: trained for %.1f s", name, time.time() - t0)
+
+
+def profile(name: str, cfg: Any, steps: int, out: Path) -> None:
+    """`steps` steps of the recipe under torch.profiler, after 10 untimed ones: where a step's time
+    goes (train.py labels data, matched_guides, step and ema), as profile_NAME.txt. Session 14's
+    matched recipe ran 20-40x slower per step than session 3's unguided one on the same kind of
+    machine, with the GPU mostly idle: look here before a long run."""
+    import dataclasses
+
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    from vidcolor.train import train
+
+    cuda = torch.cuda.is_available()
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    cfg = dataclasses.replace(cfg, steps=cfg.start_step + 10 + steps, minutes=0.0, lr_decay_from=0,
+                              out_dir=str(Path(cfg.out_dir).with_name(Path(cfg.out_dir).name + "_profile")))
+    prof = torch_profile(activities=acts)
+    done = 0
+    t0 = time.time()
+
+    def hook() -> None:  # recording from the 11th step: start-up (workers, kernel choice) left out
+        nonlocal done, t0
+        done += 1
+        if done == 10:
+            t0 = time.time()
+            prof.start()
+        elif done == 10 + steps:
+            if cuda:
+                torch.cuda.synchronize()
+            prof.stop()
+
+    train(cfg, step_hook=hook)
+    seconds = time.time() - t0
+    table = prof.key_averages().table(sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+                                      row_limit=30)
+    labels = prof.key_averages().table(sort_by="cpu_time_total", row_limit=12)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"profile_{name}.txt").write_text(f"{steps} profiled steps, {seconds / steps:.3f} s each\n\n"
+                                             f"{labels}\n\n{table}\n")
+    log.info("%s: profile written to %s", name, out / f"profile_{name}.txt")
 
 
 def export(name: str, run_dir: Path, keep: int, out: Path) -> list[str]:
@@ -129,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="where exports, logs and results go")
     p.add_argument("--work", type=Path, default=Path("/tmp/gpu_train"), help="checkpoints, caches")
     p.add_argument("--run", nargs="+", action="append", metavar="NAME CONFIG [k=v]")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="instead of training: profile STEPS steps of each run (profile_NAME.txt in --out)")
     p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -140,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = [parse_run(r) for r in args.run]
     if args.child:
         name, config, overrides, _ = parse_run(args.child)
-        child(name, config, overrides, args.photos, args.work, args.minutes)
+        child(name, config, overrides, args.photos, args.work, args.minutes, args.profile, args.out)
         return 0
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -165,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.run:
         logf = open(args.work / f"{spec[0]}.log", "w")
         cmd = [sys.executable, __file__, "--photos", str(args.photos), "--minutes", str(args.minutes),
-               "--out", str(args.out), "--work", str(args.work), "--run", *spec, "--child", *spec]
+               "--out", str(args.out), "--work", str(args.work), "--profile", str(args.profile),
+               "--run", *spec, "--child", *spec]
         procs.append((spec[0], subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env=env, cwd=ROOT)))
     for name, proc in procs:
         results[f"rc_{name}"] = proc.wait()

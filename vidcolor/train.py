@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
@@ -43,8 +45,9 @@ def _autocast(device: torch.device, precision: str) -> Any:
     return nullcontext()
 
 
-def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
-    """Run (or resume) training; returns the path of the latest fp16 generator export."""
+def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callable[[], Any] | None = None) -> Path:
+    """Run (or resume) training; returns the path of the latest fp16 generator export.
+    `step_hook` is called after every step (a profiler's step counter)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -135,22 +138,30 @@ def train(cfg: TrainConfig, max_minutes: float | None = None) -> Path:
             if max_minutes is not None and time.time() - t0 > max_minutes * 60:
                 log.info("time budget of %.1f min reached at step %d", max_minutes, step)
                 break
-            xb, yb, gb, refs = next(it)
+            # Labelled for torch.profiler (benchmarks/gpu_train.py --profile); free otherwise.
+            with record_function("data"):
+                xb, yb, gb, refs = next(it)
             if refs is not None and features is not None and gb is not None:
-                add_matched_guides(features, xb, gb, refs)
-            x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
-            y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
-            guide = None if gb is None else torch.from_numpy(gb).to(device)
+                with record_function("matched_guides"):
+                    add_matched_guides(features, xb, gb, refs)
+            with record_function("to_device"):
+                x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
+                y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
+                guide = None if gb is None else torch.from_numpy(gb).to(device)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
             lr = lr_at(cfg, step)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             if cfg.arch == "effnet_unet":
                 set_encoder_frozen(g, step < cfg.freeze_encoder_steps)
-            losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide)
+            with record_function("step"):
+                losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide)
             if ema is not None:
-                update_ema(ema, g, cfg.ema)
+                with record_function("ema"):
+                    update_ema(ema, g, cfg.ema)
             step += 1
+            if step_hook is not None:
+                step_hook()
             acc += losses
             n_acc += 1
             bar.update(1)
