@@ -134,11 +134,13 @@ class TrainConfig:
     zoom_min: float = 1.0
     zoom_max: float = 1.0
     # Processes that make batches (0: one background thread, enough on a CPU, where torch takes
-    # the cores; a GPU eats batches faster than one core makes them: ~1 per 300 images/s).
+    # the cores; a GPU eats batches faster than one core makes them: measured 430-670 images/s
+    # of the matched recipe per process on this project's CPU).
     workers: int = 0
-    # A time budget in minutes (0 = none): training stops then, and `steps` (with lr_decay_from at
-    # the same share of the run) is re-planned from the speed measured over the first
-    # PLAN_AFTER steps, so the lr reaches 0 on time on hardware whose speed is not known ahead.
+    # A time budget in minutes (0 = none): training stops then, and `steps` (with the milestones
+    # lr_decay_from, freeze_encoder_steps and nogan_steps at the same shares of the run) is
+    # re-planned from the speed measured over steps 20-120 (train.plan_steps), so the lr reaches 0
+    # on time on hardware whose speed is not known ahead.
     minutes: float = 0.0
 
     def validate(self) -> TrainConfig:
