@@ -17,7 +17,7 @@ from vidcolor.config import JobConfig, TrainConfig, load_config
 from vidcolor.data import PhotoBatches
 from vidcolor.efficientnet import INPUT_MEAN, INPUT_STD, EfficientNetLite0, imagenet_state_dict
 from vidcolor.errors import ConfigError
-from vidcolor.match import FeatureNet
+from vidcolor.match import FeatureNet, carry, make_reference
 from vidcolor.model import Colorizer, EffUnetGenerator, GeneratorConfig, load_generator, save_generator
 from vidcolor.train import add_matched_guides, encoder_weights, train
 
@@ -148,6 +148,33 @@ def test_training_with_matched_guides_runs_and_resumes(tmp_path: Path) -> None:
         _recipe(tmp_path, guide=False, guide_matched=0.5)
 
 
+def test_training_matches_a_batch_as_the_pipeline_matches_each_frame() -> None:
+    """add_matched_guides matches the whole batch at once on the generator's device; each
+    sample's guide must be what the pipeline's make_reference + carry give that frame and
+    reference (keyframe and reference-photo gates, another photo as reference, a flow part)."""
+    net, _ = load_generator(JobConfig().weights_path)
+    features = FeatureNet(net).eval()
+    rng = np.random.default_rng(1)
+    photos = np.stack([cv2.resize(cv2.GaussianBlur(rng.integers(0, 256, (18, 18, 3), np.uint8), (0, 0), 1.2),
+                                  (144, 144)) for _ in range(3)])
+    batches = PhotoBatches(photos, 128, 12, 0.0, seed=3, guide=(0.3, 0.3), matched=(0.6, 0.4))
+    x, _ab, guides, refs = next(iter(batches))
+    batches.close()
+    assert refs is not None and guides is not None
+    assert 1 < len(refs.index) < 12  # some samples matched, some not
+    refs.strict = [j % 2 == 0 for j in range(len(refs.index))]  # both gates
+    got = add_matched_guides(features, torch.from_numpy(x), torch.from_numpy(guides), refs).numpy()
+    want = guides.copy()
+    with torch.no_grad():
+        for j, k in enumerate(refs.index):
+            f = features(torch.from_numpy(np.stack([x[k], refs.x[j]]))).numpy()
+            ref_guide = np.concatenate([refs.ab[j].transpose(1, 2, 0), np.ones((128, 128, 1), np.float32)], 2)
+            carried = carry(f[0], (0, 0), make_reference(f[1], (0, 0), ref_guide), (128, 128), strict=refs.strict[j])
+            want[k] += (1.0 - want[k, 2:3]) * carried.transpose(2, 0, 1)
+    assert np.abs(got - want).max() < 1e-4
+    assert not np.allclose(got, guides)  # the matching did add colour
+
+
 def test_gan_phase_runs_on_the_encoder_generator(tmp_path: Path) -> None:
     train(_recipe(tmp_path, steps=3, nogan_steps=1, checkpoint_every=3))
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()[1:]
@@ -168,7 +195,7 @@ def test_matched_guides_carry_the_references_colour() -> None:
     assert refs is not None and refs.index == [0, 1, 2, 3] and refs.x.shape == (4, 1, 128, 128)
     refs.x, refs.ab = x.copy(), ab.copy()  # each frame its own reference
     before = guides[:, 2].copy()
-    add_matched_guides(FeatureNet(net), x, guides, refs)
+    guides = add_matched_guides(FeatureNet(net), torch.from_numpy(x), torch.from_numpy(guides), refs).numpy()
     conf = guides[:, 2]
     assert conf.min() >= 0 and conf.max() <= 1 + 1e-6
     assert (conf >= before - 1e-6).all()  # matching fills what the flow part leaves open

@@ -124,6 +124,21 @@ def reference_of(colorizer: Any, grey: np.ndarray, guide: np.ndarray, scale: int
     return make_reference(feats[0], pad, guide)
 
 
+def match_grid(frame_feats: torch.Tensor, ref_feats: torch.Tensor, ref_guide: torch.Tensor,
+               strict: torch.Tensor) -> torch.Tensor:
+    """carry's core for M frame-reference pairs at once (one device, no host round trip: training
+    matches a batch's samples on the GPU): frame_feats (M, C, P), ref_feats (M, C, Q), ref_guide
+    (M, Q, 3), strict (M,) bool -> (M, P, 3), each position's carried guide times its gate."""
+    sim = frame_feats.transpose(1, 2) @ ref_feats  # cosine similarities (M, P, Q)
+    best = sim.amax(2)  # each position's best
+    carried = torch.softmax(sim / MATCH_T, dim=2) @ ref_guide
+    loose = ((best - SIM_NONE) / (SIM_FULL - SIM_NONE)).clamp(0.0, 1.0)
+    tight = ((best - REF_SIM_NONE) / (REF_SIM_FULL - REF_SIM_NONE)).clamp(0.0, 1.0)
+    frame = ((best.quantile(0.5, dim=1, keepdim=True) - REF_FRAME_NONE) / (REF_FRAME_FULL - REF_FRAME_NONE))
+    gate = torch.where(strict[:, None], tight * frame.clamp(0.0, 1.0), loose)
+    return carried * gate[..., None]
+
+
 def carry(frame_feats: np.ndarray, pad: tuple[int, int], ref: Reference, size: tuple[int, int],
           strict: bool = False) -> np.ndarray:
     """The reference's colour carried onto a frame by feature matching: frame_feats (C, gh, gw)
@@ -132,15 +147,9 @@ def carry(frame_feats: np.ndarray, pad: tuple[int, int], ref: Reference, size: t
     `strict`: the gates for reference photos (another moment, maybe another place)."""
     c, gh, gw = frame_feats.shape
     # torch, not numpy: at 2x (2,304 x 2,304 positions) numpy's exp took 4x torch's softmax.
-    sim = torch.from_numpy(np.ascontiguousarray(frame_feats.reshape(c, -1).T)) @ torch.from_numpy(ref.feats)
-    best = sim.amax(1).numpy()  # cosine similarities (P, Q): each position's best
-    carried = (torch.softmax(sim / MATCH_T, dim=1) @ torch.from_numpy(ref.guide)).numpy()
-    if strict:
-        gate = np.clip((best - REF_SIM_NONE) / (REF_SIM_FULL - REF_SIM_NONE), 0.0, 1.0)
-        gate *= np.clip((np.median(best) - REF_FRAME_NONE) / (REF_FRAME_FULL - REF_FRAME_NONE), 0.0, 1.0)
-    else:
-        gate = np.clip((best - SIM_NONE) / (SIM_FULL - SIM_NONE), 0.0, 1.0)
-    grid = (carried * gate[:, None]).reshape(gh, gw, 3).astype(np.float32)
+    grid = match_grid(torch.from_numpy(np.ascontiguousarray(frame_feats.reshape(1, c, -1))),
+                      torch.from_numpy(ref.feats)[None], torch.from_numpy(ref.guide)[None], torch.tensor([strict]))
+    grid = grid[0].numpy().reshape(gh, gw, 3).astype(np.float32)
     ph, pw = pad
     mw, mh = _matched_area((gh, gw), pad)
     full = cv2.resize(grid, (mw + pw, mh + ph), interpolation=cv2.INTER_LINEAR)

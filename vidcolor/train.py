@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.profiler import record_function
 from tqdm import tqdm
 
 from .config import TrainConfig, config_dict
 from .data import MatchRefs, PhotoBatches, ab_rarity_weights, load_image_cache
-from .match import FeatureNet, carry, make_reference
+from .match import STRIDE, FeatureNet, match_grid
 from .model import (
     GeneratorConfig,
     PatchDiscriminator,
@@ -141,13 +142,13 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
             # Labelled for torch.profiler (benchmarks/gpu_train.py --profile); free otherwise.
             with record_function("data"):
                 xb, yb, gb, refs = next(it)
-            if refs is not None and features is not None and gb is not None:
-                with record_function("matched_guides"):
-                    add_matched_guides(features, xb, gb, refs)
             with record_function("to_device"):
                 x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
                 guide = None if gb is None else torch.from_numpy(gb).to(device)
+            if refs is not None and features is not None and guide is not None:
+                with record_function("matched_guides"):
+                    guide = add_matched_guides(features, x, guide, refs)
             use_gan = step >= cfg.nogan_steps and cfg.lambda_gan > 0
             lr = lr_at(cfg, step)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
@@ -219,21 +220,32 @@ def encoder_weights() -> dict[str, torch.Tensor]:
     return {k: v for k, v in imagenet_state_dict().items() if not k.startswith(("_conv_head", "_bn1.", "_fc"))}
 
 
+MATCH_BATCH_MULTIPLE = 16  # the encoder sees few distinct batch sizes (cuDNN chooses kernels per shape)
+
+
 @torch.no_grad()
-def add_matched_guides(features: nn.Module, x: np.ndarray, guides: np.ndarray, refs: MatchRefs) -> None:
-    """Complete the feature-matched samples' guides in place, as the pipeline builds them: each
-    sample's reference (every pixel its true colour, confidence 1) carried onto it by match.carry,
-    filling what its flow part (if any) leaves open."""
-    device = next(features.parameters()).device  # G's: the GPU when training runs on one
-    frames = torch.from_numpy(np.concatenate([x[refs.index], refs.x])).to(device)
-    f = features(frames).float().cpu().numpy()
+def add_matched_guides(features: nn.Module, x: torch.Tensor, guides: torch.Tensor, refs: MatchRefs) -> torch.Tensor:
+    """The batch's guides with the feature-matched samples' completed, as the pipeline builds
+    them: each sample's reference (every pixel its true colour, confidence 1) carried onto it as
+    match.carry carries it (make_reference's grid of a fully covered guide is the cell mean),
+    filling what its flow part (if any) leaves open. x and guides on the generator's device;
+    the whole batch at once there, with no host round trip."""
+    device = x.device
     m = len(refs.index)
-    h, w = x.shape[2:]
-    for j, k in enumerate(refs.index):
-        ref_guide = np.concatenate([refs.ab[j].transpose(1, 2, 0), np.ones((h, w, 1), np.float32)], 2)
-        ref = make_reference(f[m + j], (0, 0), ref_guide)
-        carried = carry(f[j], (0, 0), ref, (w, h), strict=refs.strict[j]).transpose(2, 0, 1)
-        guides[k] += (1.0 - guides[k, 2:3]) * carried
+    index = torch.as_tensor(refs.index, device=device)
+    frames = torch.cat([x[index], torch.from_numpy(refs.x).to(device)])
+    n = len(frames)
+    frames = F.pad(frames, (0, 0, 0, 0, 0, 0, 0, -n % MATCH_BATCH_MULTIPLE))
+    f = features(frames)[:n].float()
+    gh, gw = f.shape[2:]
+    cells = F.avg_pool2d(torch.from_numpy(refs.ab).to(device), STRIDE)  # (m, 2, gh, gw)
+    ref_guide = torch.cat([cells, torch.ones_like(cells[:, :1])], 1).flatten(2).transpose(1, 2)
+    grid = match_grid(f[:m].flatten(2), f[m:].flatten(2), ref_guide, torch.as_tensor(refs.strict, device=device))
+    carried = F.interpolate(grid.transpose(1, 2).reshape(m, 3, gh, gw), size=x.shape[2:], mode="bilinear",
+                            align_corners=False)  # cv2's INTER_LINEAR, as carry resizes
+    out = guides.clone()
+    out[index] += (1.0 - out[index, 2:3]) * carried
+    return out
 
 
 def param_groups(g: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
