@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from vidcolor.color import luma_to_model_input, normalize_y, rgb_to_luma
 from vidcolor.config import TrainConfig, load_config
@@ -299,3 +300,20 @@ def test_time_budget_stops_the_run(tmp_path: Path, photos: Path) -> None:
     train(dataclasses.replace(_cfg(photos, out, 10**6), minutes=0.02))
     _, meta = load_generator(out / "generator_latest.pt")
     assert 0 < meta["steps"] < 10**6
+
+
+def test_loss_power_below_one_leans_to_the_most_common_colour() -> None:
+    """A grey surface that is neutral in 45 % of the photos and some warm colour (spread over
+    0.2-0.6) in the rest: one colour fitted to it under L1 is the median, in the warm spread
+    (0.23); under power 0.5 or 0.8 it is the neutral peak (0)."""
+    from vidcolor.train import pixel_loss
+
+    truth = torch.cat([torch.zeros(45), torch.linspace(0.2, 0.6, 55)])
+    candidates = torch.linspace(-0.1, 0.7, 801)
+
+    def best(power: float) -> float:
+        losses = torch.stack([pixel_loss((c - truth).abs(), power).mean() for c in candidates])
+        return float(candidates[losses.argmin()])
+
+    assert abs(best(1.0) - float(truth.median())) < 2e-3
+    assert abs(best(0.5)) < 1e-3 and abs(best(0.8)) < 1e-3

@@ -117,6 +117,9 @@ class TrainConfig:
     ema: float = 0.0  # decay of a moving average of G's weights; > 0 exports the average instead of G
     rebalance: float = 0.0  # weight L1 by colour rarity (Zhang 2016 uses 0.5); 0 = plain L1
     lambda_l2: float = 0.0  # squared-error term next to L1: PSNR rewards the mean, L1 the median
+    # Exponent p of the per-pixel error in the L1 term, (|e| + eps)^p - eps^p: 1 is L1 (the median
+    # colour); below 1 leans toward the most common colour (the mode), away from a warm tail.
+    loss_power: float = 1.0
     arch: str = "unet"  # unet (from scratch) | effnet_unet (ImageNet-trained EfficientNet-Lite0 encoder)
     freeze_encoder_steps: int = 0  # effnet_unet: train the decoder alone (encoder frozen) this long
     encoder_lr_scale: float = 0.1  # effnet_unet: encoder lr relative to `lr` once it trains
@@ -154,6 +157,8 @@ class TrainConfig:
             raise ConfigError("steps and batch_size must be positive")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"ema must be in [0, 1), got {self.ema}")
+        if not 0.1 <= self.loss_power <= 2.0:
+            raise ConfigError(f"loss_power must be within 0.1..2, got {self.loss_power}")
         if not 0.0 <= self.rebalance < 1.0:
             raise ConfigError(f"rebalance must be in [0, 1), got {self.rebalance}")
         if self.arch not in ("unet", "effnet_unet"):
