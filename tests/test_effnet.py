@@ -125,7 +125,8 @@ def _recipe(tmp_path: Path, **overrides: object) -> TrainConfig:
 
 
 def test_decoder_only_phase_then_whole_net(tmp_path: Path) -> None:
-    cfg = _recipe(tmp_path, freeze_encoder_steps=2, ema=0.0)
+    # Matched guides too: their encoder pass (a padded batch) must not move BatchNorm's statistics.
+    cfg = _recipe(tmp_path, freeze_encoder_steps=2, ema=0.0, guide_matched=1.0)
     start = encoder_weights()
     train(cfg)
     frozen, _ = load_generator(tmp_path / "run" / "generator_latest.pt")

@@ -142,6 +142,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
             # Labelled for torch.profiler (benchmarks/gpu_train.py --profile); free otherwise.
             with record_function("data"):
                 xb, yb, gb, refs = next(it)
+            if cfg.arch == "effnet_unet":
+                # Before the matched guides: their encoder pass needs its BatchNorm in eval mode
+                # (from the first step; a padded batch must not touch the running statistics).
+                set_encoder_frozen(g, step < cfg.freeze_encoder_steps)
             with record_function("to_device"):
                 x = torch.from_numpy(xb).to(device).contiguous(memory_format=torch.channels_last)
                 y = torch.from_numpy(yb).to(device).contiguous(memory_format=torch.channels_last)
@@ -153,8 +157,6 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
             lr = lr_at(cfg, step)
             for group in (*opt_g.param_groups, *opt_d.param_groups):
                 group["lr"] = lr * group.get("lr_scale", 1.0)
-            if cfg.arch == "effnet_unet":
-                set_encoder_frozen(g, step < cfg.freeze_encoder_steps)
             with record_function("step"):
                 losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide)
             if ema is not None:
