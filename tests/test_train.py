@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -80,8 +81,6 @@ def test_train_resume_and_reproduce(tmp_path: Path, photos: Path) -> None:
 
 
 def test_train_from_exported_generator(tmp_path: Path, photos: Path) -> None:
-    import dataclasses
-
     a = tmp_path / "a"
     train(_cfg(photos, a, 2))
     b = tmp_path / "b"
@@ -112,10 +111,6 @@ def test_lr_schedule() -> None:
 
 def test_weight_average_exported_and_resumed(tmp_path: Path, photos: Path) -> None:
     """With ema > 0 the exports hold the running average, and a resumed run continues it."""
-    import dataclasses
-
-    import torch
-
     a = tmp_path / "a"
     cfg = dataclasses.replace(_cfg(photos, a, 3), ema=0.9, nogan_steps=100, checkpoint_every=1)
     train(cfg)
@@ -135,8 +130,6 @@ def test_weight_average_exported_and_resumed(tmp_path: Path, photos: Path) -> No
 
 def test_int8_export(tmp_path: Path, tiny_weights: Path) -> None:
     """`vidcolor export` writes int8 kernels + per-channel scales: smaller, same colours."""
-    import torch
-
     from vidcolor.cli import main
     from vidcolor.errors import WeightsError
     from vidcolor.model import Colorizer
@@ -187,8 +180,6 @@ def test_rarity_weights() -> None:
 
 
 def test_rebalanced_training_changes_the_loss(tmp_path: Path, photos: Path) -> None:
-    import dataclasses
-
     plain = tmp_path / "plain"
     train(_cfg(photos, plain, 2))
     weighted = tmp_path / "weighted"
@@ -203,8 +194,6 @@ def test_rebalanced_training_changes_the_loss(tmp_path: Path, photos: Path) -> N
 def test_export_blends_checkpoints(tmp_path: Path, tiny_weights: Path, tiny_guided_weights: Path) -> None:
     """`vidcolor export A B --shares` averages parameter by parameter: shares 1,0 give A back,
     0.25,0.75 give the weighted mean; mismatched architectures or shares are a one-line error."""
-    import torch
-
     from vidcolor.cli import main
     from vidcolor.model import GeneratorConfig, UnetGenerator, save_generator
 
@@ -259,8 +248,6 @@ def test_random_resized_crop_scales_objects(zoom: float) -> None:
 def test_batch_workers_reproduce(tmp_path: Path, photos: Path) -> None:
     """Batches made in worker processes: a seed gives the same run, and the workers' batches
     differ from each other (each worker seeded apart)."""
-    import dataclasses
-
     from vidcolor.data import PhotoBatches, load_image_cache
 
     runs = []
@@ -294,8 +281,6 @@ def test_time_budget_plans_the_schedule() -> None:
 
 
 def test_time_budget_stops_the_run(tmp_path: Path, photos: Path) -> None:
-    import dataclasses
-
     out = tmp_path / "a"
     train(dataclasses.replace(_cfg(photos, out, 10**6), minutes=0.02))
     _, meta = load_generator(out / "generator_latest.pt")

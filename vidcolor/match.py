@@ -149,7 +149,7 @@ def carry(frame_feats: np.ndarray, pad: tuple[int, int], ref: Reference, size: t
     # torch, not numpy: at 2x (2,304 x 2,304 positions) numpy's exp took 4x torch's softmax.
     grid = match_grid(torch.from_numpy(np.ascontiguousarray(frame_feats.reshape(1, c, -1))),
                       torch.from_numpy(ref.feats)[None], torch.from_numpy(ref.guide)[None], torch.tensor([strict]))
-    grid = grid[0].numpy().reshape(gh, gw, 3).astype(np.float32)
+    grid = grid[0].numpy().reshape(gh, gw, 3)  # float32, as the features
     ph, pw = pad
     mw, mh = _matched_area((gh, gw), pad)
     full = cv2.resize(grid, (mw + pw, mh + ph), interpolation=cv2.INTER_LINEAR)
