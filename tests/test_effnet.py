@@ -207,3 +207,44 @@ def test_matched_guides_carry_the_references_colour() -> None:
     truth = np.stack([cv2.blur(a.transpose(1, 2, 0), (9, 9)).transpose(2, 0, 1) for a in ab])
     err = np.abs(carried - truth).transpose(1, 0, 2, 3)[:, open_]
     assert err.mean() * 110 < 4.0  # Lab units: the frame's own colours, at the matching grid's detail
+
+
+def test_colour_class_head_trains_beside_the_generator_and_is_not_exported(tmp_path: Path) -> None:
+    """lambda_ab_class: the head's cross-entropy reaches the generator's features, the head is
+    checkpointed and resumed with the run, and the exported generator is the plain network."""
+    from vidcolor.train import AB_CLASS_BINS, AbClassHead
+
+    cfg = _recipe(tmp_path, lambda_ab_class=1.0, steps=2, ema=0.9)
+    train(cfg)
+    st2 = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    train(dataclasses.replace(cfg, steps=3))  # resumes: the head's weights come back with the run
+    st3 = torch.load(tmp_path / "run" / "state.pt", weights_only=False)
+    assert st3["aux"]["conv.weight"].shape[0] == AB_CLASS_BINS ** 2
+    assert not torch.equal(st2["aux"]["conv.weight"], st3["aux"]["conv.weight"])
+    net, _ = load_generator(tmp_path / "run" / "generator_latest.pt")
+    assert set(net.state_dict()) == set(EffUnetGenerator(net.cfg).state_dict())
+    with pytest.raises(ConfigError, match="lambda_ab_class"):
+        _recipe(tmp_path, lambda_ab_class=1.0, arch="unet", num_downs=5, guide=False)
+
+    # On one batch, gradient steps through the generator's features lower the class loss; a true
+    # colour in a bin's centre is that bin's class.
+    torch.manual_seed(0)
+    g = EffUnetGenerator(GeneratorConfig(arch="effnet_unet", ngf=4, num_downs=5))
+    head = AbClassHead(g.head.in_channels)
+    g.head.register_forward_hook(head.keep)
+    x = torch.rand(2, 1, 32, 32) * 2 - 1
+    y = torch.full((2, 2, 32, 32), 0.0)
+    y[:, 0] = -1.0 + 2.0 * (3.5 / AB_CLASS_BINS)  # a: the centre of bin 3; b: bin 11
+    opt = torch.optim.Adam([*g.parameters(), *head.parameters()], 5e-2)
+    losses = []
+    for _ in range(40):
+        g(x)
+        loss = head.loss(y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    g(x)
+    logits = head.conv(head.features)
+    assert int(logits.argmax(1).flatten().mode().values) == 3 * AB_CLASS_BINS + AB_CLASS_BINS // 2

@@ -120,6 +120,11 @@ class TrainConfig:
     # Exponent p of the per-pixel error in the L1 term, (|e| + eps)^p - eps^p: 1 is L1 (the median
     # colour); below 1 leans toward the most common colour (the mode), away from a warm tail.
     loss_power: float = 1.0
+    # Weight of an auxiliary colour-class loss (Zhang et al. 2016): a 1x1 head on the decoder's
+    # last features names each pixel's ab bin (10 Lab units wide), cross-entropy beside the L1.
+    # The head shapes the shared features only: it is never exported, the network still predicts
+    # ab by regression. 0 = off. effnet_unet only.
+    lambda_ab_class: float = 0.0
     arch: str = "unet"  # unet (from scratch) | effnet_unet (ImageNet-trained EfficientNet-Lite0 encoder)
     freeze_encoder_steps: int = 0  # effnet_unet: train the decoder alone (encoder frozen) this long
     encoder_lr_scale: float = 0.1  # effnet_unet: encoder lr relative to `lr` once it trains
@@ -161,6 +166,9 @@ class TrainConfig:
             raise ConfigError(f"loss_power must be within 0.1..2, got {self.loss_power}")
         if not 0.0 <= self.rebalance < 1.0:
             raise ConfigError(f"rebalance must be in [0, 1), got {self.rebalance}")
+        if self.lambda_ab_class < 0 or (self.lambda_ab_class > 0 and self.arch != "effnet_unet"):
+            raise ConfigError(f"lambda_ab_class must be >= 0, and only effnet_unet has the head it trains; "
+                              f"got {self.lambda_ab_class} with arch {self.arch!r}")
         if self.arch not in ("unet", "effnet_unet"):
             raise ConfigError(f"arch must be unet or effnet_unet, got {self.arch!r}")
         if self.arch == "effnet_unet" and self.num_downs != 5:

@@ -66,8 +66,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
     init_weights(d)
     g = g.to(device).to(memory_format=torch.channels_last)
     d = d.to(memory_format=torch.channels_last)
+    aux = AbClassHead(g.head.in_channels).to(device) if cfg.lambda_ab_class > 0 else None
     fused = device.type == "cuda"  # one kernel for all parameters: a GPU step is launch-bound
-    opt_g = torch.optim.Adam(param_groups(g, cfg), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
+    groups = param_groups(g, cfg) + ([{"params": list(aux.parameters())}] if aux is not None else [])
+    opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
 
     step = 0
@@ -81,6 +83,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
         opt_d.load_state_dict(st["opt_d"])
         step = int(st["step"])
         ema_state = st.get("ema")
+        if aux is not None:
+            aux.load_state_dict(st["aux"])
         log.info("resumed %s at step %d", state_path, step)
     elif cfg.init_generator:
         # A new run from an exported generator: G continues, D and the optimisers start fresh.
@@ -95,6 +99,8 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
     if ema is not None and ema_state is not None:
         ema.load_state_dict(ema_state)
     exported = g if ema is None else ema  # what snapshots and generator_latest.pt hold
+    if aux is not None:
+        g.head.register_forward_hook(aux.keep)  # after the average's copy: only G's step feeds it
 
     photos = load_image_cache(cfg.data, cfg.photo_side, Path(cfg.cache_dir))
     rarity = None
@@ -158,7 +164,7 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
             for group in (*opt_g.param_groups, *opt_d.param_groups):
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             with record_function("step"):
-                losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide)
+                losses = train_step(g, d, opt_g, opt_d, x, y, cfg, use_gan, rarity, guide, aux)
             if ema is not None:
                 with record_function("ema"):
                     update_ema(ema, g, cfg.ema)
@@ -179,14 +185,17 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
                 n_acc = 0
                 last_t, last_step = now, step
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
+                _checkpoint(g, d, ema, aux, opt_g, opt_d, step, cfg, state_path, latest)
+                if aux is not None:
+                    log.info("step %d: colour-class cross-entropy %.3f (mean since the last checkpoint)",
+                             step, aux.mean_loss())
             if step % cfg.snapshot_every == 0:
                 save_generator(exported, out / f"generator_{step:07d}.pt", _meta(cfg, step))
     finally:
         bar.close()
         batches.close()
         csv_file.close()
-    _checkpoint(g, d, ema, opt_g, opt_d, step, cfg, state_path, latest)
+    _checkpoint(g, d, ema, aux, opt_g, opt_d, step, cfg, state_path, latest)
     return latest
 
 
@@ -289,6 +298,7 @@ def update_ema(ema: nn.Module, g: nn.Module, decay: float) -> None:
 
 
 LOSS_EPS = 0.01  # ab / 110: about one Lab unit
+AB_CLASS_BINS = 22  # ab / 110 in [-1, 1] cut into bins of 10 Lab units (Zhang et al. 2016), per axis
 
 
 def pixel_loss(err: torch.Tensor, power: float) -> torch.Tensor:
@@ -298,10 +308,41 @@ def pixel_loss(err: torch.Tensor, power: float) -> torch.Tensor:
     return err if power == 1.0 else (err + LOSS_EPS) ** power - LOSS_EPS ** power
 
 
+class AbClassHead(nn.Module):
+    """The auxiliary colour-class head (`lambda_ab_class`): a 1x1 convolution from the generator's
+    last decoder features (hooked on its output layer, `keep`) to AB_CLASS_BINS^2 ab bins."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, AB_CLASS_BINS * AB_CLASS_BINS, 1)
+        self.features: torch.Tensor | None = None
+        self._losses: list[float] = []  # since mean_loss last asked, for the log
+
+    def keep(self, _module: nn.Module, inputs: tuple[torch.Tensor, ...], _output: torch.Tensor) -> None:
+        self.features = inputs[0]
+
+    def loss(self, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the kept features' bins against the true ab (N, 2, H, W, ab / AB_SCALE),
+        area-averaged to the features' grid (the decoder ends at half resolution)."""
+        if self.features is None:
+            raise RuntimeError("AbClassHead.loss before the generator ran")
+        f, self.features = self.features, None
+        t = F.interpolate(y, size=f.shape[-2:], mode="area")
+        idx = ((t + 1.0) * (AB_CLASS_BINS / 2)).long().clamp_(0, AB_CLASS_BINS - 1)
+        loss = F.cross_entropy(self.conv(f).float(), idx[:, 0] * AB_CLASS_BINS + idx[:, 1])
+        self._losses.append(loss.item())
+        return loss
+
+    def mean_loss(self) -> float:
+        out, self._losses = float(np.mean(self._losses)) if self._losses else float("nan"), []
+        return out
+
+
 def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tensor, y: torch.Tensor,
                cfg: TrainConfig, use_gan: bool, rarity: torch.Tensor | None = None,
-               guide: torch.Tensor | None = None) -> list[float]:
-    """One pix2pix step: D on (grey, real) vs (grey, fake), then G on 100 x L1 (+ GAN).
+               guide: torch.Tensor | None = None, aux: AbClassHead | None = None) -> list[float]:
+    """One pix2pix step: D on (grey, real) vs (grey, fake), then G on 100 x L1 (+ GAN) (+ the
+    colour-class loss through `aux`, which G's forward pass fed).
     `rarity` (bins x bins, see data.ab_rarity_weights) weights each pixel's L1 by how rare its
     true colour is. Returns [l1, g_gan, d_real, d_fake] (zeros for the GAN terms in the L1-only
     phase); l1 is the plain, unweighted L1, comparable between recipes."""
@@ -333,6 +374,8 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
             loss = cfg.lambda_l1 * per_pixel.mean()
         if cfg.lambda_l2 > 0:
             loss = loss + cfg.lambda_l2 * (err * err).mean()
+        if aux is not None:
+            loss = loss + cfg.lambda_ab_class * aux.loss(y)
         if use_gan:
             pred = d(torch.cat([x, fake], 1))
             g_gan = bce(pred.float(), torch.ones_like(pred, dtype=torch.float32))
@@ -346,11 +389,13 @@ def _meta(cfg: TrainConfig, step: int) -> dict[str, Any]:
     return {"steps": step, "train_config": config_dict(cfg), "images_seen": step * cfg.batch_size}
 
 
-def _checkpoint(g: nn.Module, d: nn.Module, ema: nn.Module | None, opt_g: Any, opt_d: Any, step: int,
-                cfg: TrainConfig, state_path: Path, latest: Path) -> None:
+def _checkpoint(g: nn.Module, d: nn.Module, ema: nn.Module | None, aux: nn.Module | None, opt_g: Any,
+                opt_d: Any, step: int, cfg: TrainConfig, state_path: Path, latest: Path) -> None:
     state = {"g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(),
              "opt_d": opt_d.state_dict(), "step": step, "config": config_dict(cfg)}
     if ema is not None:
         state["ema"] = ema.state_dict()
+    if aux is not None:
+        state["aux"] = aux.state_dict()
     save_atomic(state, state_path)
     save_generator(g if ema is None else ema, latest, _meta(cfg, step))
