@@ -323,10 +323,12 @@ class AbClassHead(nn.Module):
 
     def loss(self, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the kept features' bins against the true ab (N, 2, H, W, ab / AB_SCALE),
-        area-averaged to the features' grid (the decoder ends at half resolution)."""
+        both area-averaged to a quarter of the input's resolution (the decoder ends at half)."""
         if self.features is None:
             raise RuntimeError("AbClassHead.loss before the generator ran")
-        f, self.features = self.features, None
+        # At a quarter of the input's resolution: colour classes are coarse, and 484 logits a
+        # pixel at the decoder's half resolution cost as much as the generator's own step.
+        f, self.features = F.avg_pool2d(self.features, 2, ceil_mode=True), None
         t = F.interpolate(y, size=f.shape[-2:], mode="area")
         idx = ((t + 1.0) * (AB_CLASS_BINS / 2)).long().clamp_(0, AB_CLASS_BINS - 1)
         loss = F.cross_entropy(self.conv(f).float(), idx[:, 0] * AB_CLASS_BINS + idx[:, 1])
