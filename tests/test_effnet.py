@@ -245,6 +245,12 @@ def test_colour_class_head_trains_beside_the_generator_and_is_not_exported(tmp_p
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.2 * losses[0]
+    head.attached = False  # warm-up: the head learns, the generator's weights get no gradient from it
+    opt.zero_grad()
+    g(x)
+    head.loss(y).backward()
+    assert head.conv.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or not p.grad.any() for p in g.parameters())
     g(x)
     logits = head.conv(head.features)
     assert int(logits.argmax(1).flatten().mode().values) == 3 * AB_CLASS_BINS + AB_CLASS_BINS // 2
