@@ -68,7 +68,10 @@ def train(cfg: TrainConfig, max_minutes: float | None = None, step_hook: Callabl
     d = d.to(memory_format=torch.channels_last)
     aux = AbClassHead(g.head.in_channels).to(device) if cfg.lambda_ab_class > 0 else None
     fused = device.type == "cuda"  # one kernel for all parameters: a GPU step is launch-bound
-    groups = param_groups(g, cfg) + ([{"params": list(aux.parameters())}] if aux is not None else [])
+    # The new head at AB_CLASS_LR_SCALE x the lr: at the fine-tunes' 1e-4 its cross-entropy took
+    # 1,000 steps to fall from 6.1 (uniform over the bins) to 5.5.
+    groups = param_groups(g, cfg) + ([{"params": list(aux.parameters()), "lr_scale": AB_CLASS_LR_SCALE}]
+                                     if aux is not None else [])
     opt_g = torch.optim.Adam(groups, lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999), fused=fused)
 
@@ -301,7 +304,8 @@ def update_ema(ema: nn.Module, g: nn.Module, decay: float) -> None:
 
 LOSS_EPS = 0.01  # ab / 110: about one Lab unit
 AB_CLASS_BINS = 22  # ab / 110 in [-1, 1] cut into bins of 10 Lab units (Zhang et al. 2016), per axis
-AB_CLASS_WARMUP = 500  # steps from start_step in which the class head learns without moving G
+AB_CLASS_WARMUP = 300  # steps from start_step in which the class head learns without moving G
+AB_CLASS_LR_SCALE = 10.0  # the class head's lr relative to `lr`: it starts from nothing
 
 
 def pixel_loss(err: torch.Tensor, power: float) -> torch.Tensor:
