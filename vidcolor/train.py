@@ -315,6 +315,11 @@ def pixel_loss(err: torch.Tensor, power: float) -> torch.Tensor:
     return err if power == 1.0 else (err + LOSS_EPS) ** power - LOSS_EPS ** power
 
 
+def ab_bins(ab: torch.Tensor, n: int) -> torch.Tensor:
+    """Each pixel's (a bin, b bin) of n x n equal bins over ab / AB_SCALE in [-1, 1]: (N, 2, H, W) long."""
+    return ((ab + 1.0) * (n / 2)).long().clamp_(0, n - 1)
+
+
 class AbClassHead(nn.Module):
     """The auxiliary colour-class head (`lambda_ab_class`): a 1x1 convolution from the generator's
     last decoder features (hooked on its output layer, `keep`) to AB_CLASS_BINS^2 ab bins."""
@@ -343,7 +348,7 @@ class AbClassHead(nn.Module):
         if not self.attached:
             f = f.detach()
         t = F.interpolate(y, size=f.shape[-2:], mode="area")
-        idx = ((t + 1.0) * (AB_CLASS_BINS / 2)).long().clamp_(0, AB_CLASS_BINS - 1)
+        idx = ab_bins(t, AB_CLASS_BINS)
         loss = F.cross_entropy(self.conv(f).float(), idx[:, 0] * AB_CLASS_BINS + idx[:, 1])
         self._losses.append(loss.item())
         return loss
@@ -381,8 +386,7 @@ def train_step(g: nn.Module, d: nn.Module, opt_g: Any, opt_d: Any, x: torch.Tens
         l1 = err.mean()
         per_pixel = pixel_loss(err, cfg.loss_power)
         if rarity is not None:
-            n = rarity.shape[0]
-            idx = ((y + 1.0) * (n / 2)).long().clamp_(0, n - 1)
+            idx = ab_bins(y, rarity.shape[0])
             w = rarity[idx[:, 0], idx[:, 1]]  # one weight per pixel, from its true (a, b)
             loss = cfg.lambda_l1 * (per_pixel * w[:, None]).mean()
         else:
