@@ -125,14 +125,15 @@ def train_fusion(data: list[np.ndarray], epochs: int, batch: int = 32) -> Fusion
     return net.eval()
 
 
+def at_working_size(c: Colorizer, bgr: np.ndarray) -> Sample:
+    """A dev photo or frame (BGR uint8) shrunk to the 144-px working size, and its sample."""
+    size = working_size(bgr.shape[1], bgr.shape[0], 144)
+    rgb = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+    return sample(c, rgb.astype(np.float32) / 255)
+
+
 def dev_photos(c: Colorizer, folder: str) -> list[tuple[int, Sample]]:
-    out = []
-    for f in list_images([folder]):
-        bgr = cv2.imread(str(f))
-        size = working_size(bgr.shape[1], bgr.shape[0], 144)
-        rgb = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-        out.append((0, sample(c, rgb.astype(np.float32) / 255)))
-    return out
+    return [(0, at_working_size(c, cv2.imread(str(f)))) for f in list_images([folder])]
 
 
 def clip_frames(c: Colorizer, clips: Sequence[str], per_clip: int = 12) -> list[tuple[int, Sample]]:
@@ -143,19 +144,17 @@ def clip_frames(c: Colorizer, clips: Sequence[str], per_clip: int = 12) -> list[
         while (got := cap.read())[0]:
             frames.append(got[1])
         for j in np.linspace(0, len(frames) - 1, per_clip).round().astype(int):
-            bgr = frames[j]
-            size = working_size(bgr.shape[1], bgr.shape[0], 144)
-            rgb = cv2.cvtColor(cv2.resize(bgr, size, interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-            out.append((ci, sample(c, rgb.astype(np.float32) / 255)))
+            out.append((ci, at_working_size(c, frames[j])))
     return out
 
 
-def score(items: list[tuple[int, Sample]], mix: Callable[[Sample], np.ndarray], saturation: float) -> dict:
-    """dB over grey and colourfulness against the originals', per group (clip) then averaged."""
+def score(items: list[tuple[int, Sample]], abs_: Sequence[np.ndarray], saturation: float) -> dict:
+    """dB over grey and colourfulness against the originals' of each item's colour `abs_`, per
+    group (clip) then averaged."""
     rows: dict[int, list[tuple[float, float, float]]] = {}
-    for group, s in items:
+    for (group, s), ab in zip(items, abs_):
         y, t = s[0].astype(np.float32), s[1].astype(np.float32)
-        truth, grey, pred = lab_to_rgb(y, t), lab_to_rgb(y, 0 * t), lab_to_rgb(y, mix(s) * saturation)
+        truth, grey, pred = lab_to_rgb(y, t), lab_to_rgb(y, 0 * t), lab_to_rgb(y, ab * saturation)
         rows.setdefault(group, []).append((psnr(pred, truth) - psnr(grey, truth), colorfulness(pred),
                                            colorfulness(truth)))
     per = [np.array(v) for v in rows.values()]
@@ -199,14 +198,16 @@ def main() -> None:
     mixes: dict[str, Callable[[Sample], np.ndarray]] = {
         f"constant, {w:g} of 1x": (lambda s, w=w: w * s[2].astype(np.float32) + (1 - w) * s[3].astype(np.float32))
         for w in (1.0, 0.83, 0.7, 0.5, 0.0)}
-    mixes["learnt fusion"] = lambda s: fused(net, s)[0]
     result: dict = {"config": vars(a), "rows": []}
     for name, items in sets.items():
-        for mix_name, mix in mixes.items():
-            r = score(items, mix, a.saturation)
+        learnt = [fused(net, s) for _, s in items]
+        colours = {mix_name: [mix(s) for _, s in items] for mix_name, mix in mixes.items()}
+        colours["learnt fusion"] = [ab for ab, _ in learnt]
+        for mix_name, abs_ in colours.items():
+            r = score(items, abs_, a.saturation)
             row = {"set": name, "mix": mix_name, **r}
             if mix_name == "learnt fusion":
-                row["mean_weight_1x"] = float(np.mean([fused(net, s)[1] for _, s in items]))
+                row["mean_weight_1x"] = float(np.mean([w for _, w in learnt]))
             result["rows"].append(row)
             print(f"{name:16s} {mix_name:22s} {r['gain_db']:+.3f} dB  {100 * r['colour']:.1f} %  "
                   + " ".join(f"{d:+.2f}" for d in r["per_group_db"][:10]), flush=True)
